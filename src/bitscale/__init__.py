@@ -1,0 +1,1 @@
+"""bitscale: train, scale and run 1-bit and ternary neural networks."""

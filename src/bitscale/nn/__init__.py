@@ -1,0 +1,7 @@
+"""Modules: BitLinear (the drop-in nn.Linear), `quantize_` to swap layers in place, and `summary`."""
+
+from .bitlinear import BitLinear
+from .quantize import quantize_
+from .summary import LayerSummary, ModelSummary, summary
+
+__all__ = ["BitLinear", "LayerSummary", "ModelSummary", "quantize_", "summary"]

@@ -1,0 +1,116 @@
+"""BitLinear: a drop-in nn.Linear that trains low-bit weights and activations with straight-through estimators.
+
+Forward pass (BitNet, arXiv 2310.11453; BitNet b1.58, arXiv 2402.17764):
+
+    x_n = RMSNorm(x)                  (optional, in-layer, as in Microsoft's b1.58 training recipe)
+    x_q = Q_a(x_n)                    (activation quantizer, STE `act_ste`)
+    W_q = Q_w(W)                      (weight quantizer, STE `ste`)
+    y   = x_q W_q^T + b
+
+The latent full-precision weight W is what the optimizer updates; W_q is recomputed every forward.
+With the `fp32` preset (and no norm) the forward is exactly F.linear(x, W, b): the full-precision twin.
+
+Gradients: dL/dx_n = STE_a(x_n) * (dL/dy W_q), dL/dW = STE_w(W) * (dL/dy^T x_q). With identity STEs this
+is the "detach trick" of the reference code, computed without its extra element-wise passes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..quant import (
+    QuantConfig,
+    fake_quantize_act,
+    fake_quantize_weight,
+    outlier_channels,
+    resolve_config,
+    straight_through,
+)
+
+
+class BitLinear(nn.Linear):
+    """nn.Linear with quantized weights and activations in the forward pass.
+
+    Args:
+        in_features, out_features, bias, device, dtype: as nn.Linear (note bias defaults to False, as in
+            BitNet's bias-free layers).
+        config: a preset name (`fp32`, `paper-1bit`, `bitnet`, `bitnet-b1.58`, `xnor`, `atom-w4a4`),
+            a QuantConfig, or a dict of QuantConfig fields.
+        norm: put an RMSNorm (with learnable gain) before the activation quantizer; defaults to the
+            config's `norm` field.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = False,
+        config: "str | QuantConfig | dict | None" = "bitnet-b1.58",
+        norm: bool | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.config = resolve_config(config)
+        use_norm = self.config.norm if norm is None else norm
+        self.norm = nn.RMSNorm(in_features, eps=1e-6, device=device, dtype=dtype) if use_norm else None
+        # Atom's outlier channels, fixed once calibrated (see `calibrate_outliers`); None = chosen per batch.
+        self.register_buffer("outliers", None)
+
+    def quantized_weight(self) -> Tensor:
+        """Q_w(W) with the weight STE attached (the tensor the forward pass multiplies by)."""
+        c = self.config
+        if c.weight == "fp32":
+            return self.weight
+        return straight_through(
+            self.weight,
+            lambda w: fake_quantize_weight(w, c.weight, c.granularity, c.group_size, c.center, c.eps),
+            c.ste,
+            c.ste_clip,
+        )
+
+    def quantized_input(self, x: Tensor) -> Tensor:
+        """Q_a(RMSNorm(x)) with the activation STE attached."""
+        c = self.config
+        if self.norm is not None:
+            x = self.norm(x)
+        if c.act == "fp32":
+            return x
+        return straight_through(
+            x,
+            lambda t: fake_quantize_act(t, c.act, c.act_group_size, c.atom_outliers, self.outliers, c.eps),
+            c.act_ste,
+            c.ste_clip,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(self.quantized_input(x), self.quantized_weight(), self.bias)
+
+    @torch.no_grad()
+    def calibrate_outliers(self, x: Tensor) -> Tensor:
+        """Fix Atom's int8 outlier channels from calibration inputs `x` (largest max|x| per channel)."""
+        if self.norm is not None:
+            x = self.norm(x)
+        self.outliers = outlier_channels(x, self.config.atom_outliers)
+        return self.outliers
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, config={self.config.label}"
+
+    @classmethod
+    def from_linear(
+        cls, linear: nn.Linear, config: "str | QuantConfig | dict | None", norm: bool | None = None
+    ) -> "BitLinear":
+        """A BitLinear that takes over `linear`'s weight and bias Parameters (the same objects, so tied
+        weights stay tied and nothing is re-initialized or copied)."""
+        w = linear.weight
+        # Built on the meta device: its own weight would be thrown away at once.
+        layer = cls(linear.in_features, linear.out_features, bias=False, config=config, norm=norm, device="meta")
+        layer.weight = w
+        layer.bias = linear.bias
+        if layer.norm is not None:
+            layer.norm = nn.RMSNorm(linear.in_features, eps=1e-6, device=w.device, dtype=w.dtype)
+        return layer

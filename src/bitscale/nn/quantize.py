@@ -1,0 +1,52 @@
+"""`quantize_(model, config)`: swap a model's nn.Linear layers for BitLinear in place, keeping their weights.
+
+This is the torchao-style entry point (`quantize_(model, config)` mutates and returns the model). The
+swapped layers take over the original weight and bias Parameters (tied weights stay tied), so a
+pretrained model stays pretrained and `quantize_(model, "fp32")` leaves its outputs unchanged. (Several public BitLinear replacements build the
+new layer with a fresh initialization and silently discard the trained weights.)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch.nn as nn
+
+from ..quant import QuantConfig, resolve_config
+from .bitlinear import BitLinear
+
+
+def quantize_(
+    model: nn.Module,
+    config: "str | QuantConfig | dict | None",
+    filter_fn: Callable[[nn.Module, str], bool] | None = None,
+) -> nn.Module:
+    """Replace every nn.Linear in `model` (including the model itself) by a BitLinear with `config`.
+
+    Args:
+        model: any module; modified in place and returned.
+        config: a preset name, QuantConfig or dict of its fields.
+        filter_fn: `filter_fn(module, fully_qualified_name) -> bool` selects which linear layers to swap
+            (default: all). Layers that are already BitLinear get the new config, keeping their norm.
+    """
+    config = resolve_config(config)
+    swapped: dict[int, nn.Module] = {}  # a layer used in two places stays one layer
+
+    def convert(module: nn.Module, name: str) -> nn.Module:
+        if id(module) in swapped:
+            return swapped[id(module)]
+        if isinstance(module, nn.Linear) and (filter_fn is None or filter_fn(module, name)):
+            if isinstance(module, BitLinear):
+                module.config = config
+                new = module
+            else:
+                new = BitLinear.from_linear(module, config)
+            swapped[id(module)] = new
+            return new
+        for child_name, child in list(module._modules.items()):  # named_children() would skip repeats
+            new = convert(child, f"{name}.{child_name}" if name else child_name)
+            if new is not child:
+                setattr(module, child_name, new)
+        return module
+
+    return convert(model, "")

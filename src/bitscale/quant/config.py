@@ -1,0 +1,140 @@
+"""The quantization registry: `QuantConfig` and its named presets.
+
+Every layer, config file, results row and report names a scheme by one of the preset names below, or
+spells out a `QuantConfig`. Bits per weight are derived from the config (code bits plus scale overhead),
+never written down by hand.
+
+| preset         | weights                                  | activations                  | source              |
+|----------------|------------------------------------------|------------------------------|---------------------|
+| `fp32`         | full precision                           | full precision               | the twin            |
+| `paper-1bit`   | sign(W) in {-1, +1}, no scale            | full precision               | Daliri et al. 2024  |
+| `bitnet`       | sign(W - mean W) * mean|W|, per tensor   | int8 per token               | BitNet, 2310.11453  |
+| `bitnet-b1.58` | absmean ternary, per tensor              | int8 per token               | BitNet b1.58, 2402.17764 |
+| `xnor`         | sign(W) * mean|W| per output channel     | sign(x) * mean|x| per token  | XNOR-Net, 1603.05279 |
+| `atom-w4a4`    | int4 absmax, groups of 128               | int4 groups of 128 + 128 int8 outlier channels | Atom, 2310.19102 |
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .activations import ACT_SCHEMES
+from .ste import STE_NAMES
+from .weights import WEIGHT_SCHEMES
+
+WeightScheme = Literal["fp32", "sign", "binary", "ternary", "int2", "int3", "int4", "int8"]
+ActScheme = Literal["fp32", "int8", "int4", "binary", "atom"]
+SteRule = Literal["identity", "clipped", "approx_sign", "relu", "clipped_relu"]
+
+assert set(WeightScheme.__args__) == set(WEIGHT_SCHEMES)
+assert set(ActScheme.__args__) == set(ACT_SCHEMES)
+assert set(SteRule.__args__) == set(STE_NAMES)
+
+SIGN_TYPE = ("sign", "binary")
+
+# Bits the codes of each weight scheme occupy when packed (issue: packed formats). Ternary packs at
+# 2 bits in the bit-plane layout; base-3 packing (5 trits per byte) would give 1.6.
+CODE_BITS = {"fp32": 32.0, "sign": 1.0, "binary": 1.0, "ternary": 2.0, "int2": 2.0, "int3": 3.0, "int4": 4.0, "int8": 8.0}
+
+
+class QuantConfig(BaseModel):
+    """How a layer quantizes its weights and activations, and which STE carries gradients back.
+
+    `ste` / `act_ste` left as None pick the defaults: `clipped` for sign-type quantizers (binary weights,
+    binary activations; Yin et al. 2019 show the identity STE can fail to descend for them), `identity`
+    for rounding quantizers (ternary, int-k), as in the BitNet b1.58 reference code.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weight: WeightScheme = "fp32"
+    act: ActScheme = "fp32"
+    ste: Optional[SteRule] = None
+    act_ste: Optional[SteRule] = None
+    ste_clip: float = Field(1.0, gt=0)
+    granularity: Literal["tensor", "channel", "group"] = "tensor"
+    group_size: int = Field(128, ge=1)
+    act_group_size: int = Field(128, ge=1)
+    atom_outliers: int = Field(128, ge=0)
+    center: bool = True
+    norm: bool = False
+    scale_bits: int = Field(16, ge=1, le=64)
+    eps: float = Field(1e-5, gt=0)
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> "QuantConfig":
+        if self.ste is None:
+            object.__setattr__(self, "ste", "clipped" if self.weight in SIGN_TYPE else "identity")
+        if self.act_ste is None:
+            object.__setattr__(self, "act_ste", "clipped" if self.act == "binary" else "identity")
+        return self
+
+    @property
+    def is_full_precision(self) -> bool:
+        return self.weight == "fp32" and self.act == "fp32"
+
+    @property
+    def label(self) -> str:
+        """Short precision label, e.g. 'w:ternary a:int8'."""
+        return f"w:{self.weight} a:{self.act}"
+
+    def n_scales(self, shape: tuple[int, ...]) -> int:
+        """Number of stored weight scales for a weight of `shape` (out, in...)."""
+        if self.weight in ("fp32", "sign"):
+            return 0
+        if self.granularity == "tensor":
+            return 1
+        n_in = math.prod(shape[1:])
+        groups = 1 if self.granularity == "channel" else -(-n_in // self.group_size)
+        return shape[0] * groups
+
+    def bits_per_weight(self, shape: tuple[int, ...]) -> float:
+        """Storage bits per weight: packed code bits plus the scales' share (`scale_bits` each)."""
+        numel = math.prod(shape)
+        return CODE_BITS[self.weight] + self.n_scales(shape) * self.scale_bits / numel
+
+
+PRESETS: dict[str, QuantConfig] = {
+    "fp32": QuantConfig(),
+    "paper-1bit": QuantConfig(weight="sign"),
+    "bitnet": QuantConfig(weight="binary", act="int8"),
+    "bitnet-b1.58": QuantConfig(weight="ternary", act="int8"),
+    "xnor": QuantConfig(weight="binary", act="binary", granularity="channel", center=False),
+    "atom-w4a4": QuantConfig(weight="int4", act="atom", granularity="group", group_size=128),
+}
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def resolve_config(config: "str | QuantConfig | dict | None") -> QuantConfig:
+    """A preset name, a QuantConfig, a dict of QuantConfig fields (optionally with `preset` as a base),
+    or None (= fp32) -> QuantConfig."""
+    if config is None:
+        return PRESETS["fp32"]
+    if isinstance(config, QuantConfig):
+        return config
+    if isinstance(config, str):
+        if config not in PRESETS:
+            raise ValueError(f"quant: unknown preset {config!r}; expected one of {', '.join(PRESETS)}")
+        return PRESETS[config]
+    if isinstance(config, dict):
+        fields = dict(config)
+        base = fields.pop("preset", None)
+        if base is not None:
+            # STE defaults are re-derived from the final schemes rather than inherited from the base.
+            fields = {**resolve_config(base).model_dump(exclude={"ste", "act_ste"}), **fields}
+        return QuantConfig(**fields)
+    raise TypeError(f"quant: expected a preset name, QuantConfig or dict, got {type(config).__name__}")
+
+
+def preset_name(config: QuantConfig) -> str | None:
+    """The preset name whose config equals `config`, or None."""
+    for name, preset in PRESETS.items():
+        if preset == config:
+            return name
+    return None

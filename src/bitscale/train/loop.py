@@ -1,0 +1,158 @@
+"""The training loop: minimize ``task.loss(model(x), y)`` with a torch optimizer.
+
+One run = ``cfg.steps`` optimizer updates. At update ``s`` (0-based) the loop sets
+``lr = lr_at(s, cfg)`` and ``weight_decay = weight_decay_at(s, cfg)`` on every param group,
+draws a batch, and takes one step
+
+    theta <- OptimizerStep(theta, clip(grad L_batch(theta)), lr, weight_decay)
+
+where ``clip`` rescales the gradient to global L2 norm ``cfg.grad_clip`` if it is larger.
+
+Curves are indexed by the number of updates applied so far: the entry at step ``k`` is
+the loss of the model after ``k`` updates (``k = 0`` is the initialization, ``k = steps``
+the final model). A non-finite loss (minibatch or evaluation) ends the run as "diverged"
+at the step it was observed; the loop never raises on divergence.
+
+The task is duck-typed (see `bitscale.data.RegressionTask`): it needs ``x_train``,
+``y_train``, ``x_test``, ``y_test``, ``loss(pred, target)`` and
+``batches(batch_size, generator)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from bitscale.train.config import TrainConfig
+from bitscale.train.schedules import lr_at, weight_decay_at
+
+
+@dataclass
+class RunResult:
+    """Outcome of one `train` call. Losses of a diverged run are ``nan``."""
+
+    status: str  # "done" | "diverged"
+    steps_done: int  # updates applied
+    diverged_at: int | None  # step at which a loss became NaN/inf
+    train_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, full train-set loss)
+    test_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, test-set loss)
+    final_train_loss: float = math.nan
+    final_test_loss: float = math.nan
+    wall_time_s: float = 0.0
+    n_params: int = 0  # trainable parameters
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for `json.dumps`; curves become lists of ``[step, loss]`` pairs.
+
+        A diverged run's losses stay ``float('nan')``, which Python's json writes as ``NaN``.
+        """
+        d = asdict(self)
+        d["train_curve"] = [[s, v] for s, v in self.train_curve]
+        d["test_curve"] = [[s, v] for s, v in self.test_curve]
+        return d
+
+
+def _make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    lr, wd = lr_at(0, cfg), weight_decay_at(0, cfg)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=cfg.betas, weight_decay=wd)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=cfg.betas, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, task: Any, device: torch.device) -> tuple[float, float]:
+    """Loss on the full train and test sets, in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        train_loss = task.loss(model(task.x_train.to(device)), task.y_train.to(device)).item()
+        test_loss = task.loss(model(task.x_test.to(device)), task.y_test.to(device)).item()
+    finally:
+        model.train(was_training)
+    return train_loss, test_loss
+
+
+def train(
+    model: nn.Module,
+    task: Any,
+    cfg: TrainConfig,
+    *,
+    callback: Callable[[int, float], None] | None = None,
+) -> RunResult:
+    """Train ``model`` in place on ``task`` for ``cfg.steps`` updates and report the curves.
+
+    Minibatches come from ``task.batches(cfg.batch_size, g)`` with a private generator
+    ``g`` seeded by ``cfg.seed``, so the batch sequence does not depend on global RNG state
+    (model initialization is the caller's business). Only parameters with
+    ``requires_grad`` are optimized and counted. ``callback(step, train_loss)`` is called
+    after every finite evaluation (step 0, every ``cfg.eval_every`` steps, and the end).
+    """
+    t0 = time.perf_counter()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters")
+    device = params[0].device
+    optimizer = _make_optimizer(params, cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    batches = task.batches(cfg.batch_size, generator)
+    result = RunResult(
+        status="done",
+        steps_done=0,
+        diverged_at=None,
+        n_params=sum(p.numel() for p in params),
+    )
+
+    def diverge(step: int) -> RunResult:
+        result.status, result.diverged_at, result.steps_done = "diverged", step, step
+        result.final_train_loss = result.final_test_loss = math.nan
+        result.wall_time_s = time.perf_counter() - t0
+        return result
+
+    def evaluate(step: int) -> bool:
+        """Record the curves at ``step``; False if a loss is not finite."""
+        train_loss, test_loss = _evaluate(model, task, device)
+        if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
+            return False
+        result.train_curve.append((step, train_loss))
+        result.test_curve.append((step, test_loss))
+        result.final_train_loss, result.final_test_loss = train_loss, test_loss
+        if callback is not None:
+            callback(step, train_loss)
+        return True
+
+    model.train()
+    if not evaluate(0):
+        return diverge(0)
+    for step in range(cfg.steps):
+        lr, wd = lr_at(step, cfg), weight_decay_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"], group["weight_decay"] = lr, wd
+
+        x, y = next(batches)
+        loss = task.loss(model(x.to(device)), y.to(device))
+        if not math.isfinite(loss.item()):
+            return diverge(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            if not evaluate(done):
+                return diverge(done)
+
+    result.steps_done = cfg.steps
+    result.wall_time_s = time.perf_counter() - t0
+    return result

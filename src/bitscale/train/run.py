@@ -1,0 +1,142 @@
+"""One run from one config: `RunConfig` (model + task + train) -> model and task -> `train` -> RunResult.
+
+A run config is what a `bitscale train CONFIG.toml` file holds:
+
+    [model]
+    kind = "two_layer"        # or "mlp"
+    width = 1024
+    quant = "paper-1bit"      # a preset name, or a table of QuantConfig fields
+    kappa = 1.0
+
+    [task]
+    function = "sines"
+    d = 16
+    n_train = 256
+
+    [train]
+    optimizer = "sgd"
+    lr = 1.0
+    steps = 2000
+
+Every section is validated (unknown keys, wrong types and out-of-range values are rejected) and
+`format_validation_error` turns pydantic's report into one line that names the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..data import function_names, make_task
+from ..data.task import RegressionTask
+from ..models import ACTIVATIONS, MLP, TwoLayerNet
+from ..quant import QuantConfig, resolve_config
+from .config import TrainConfig
+from .loop import RunResult, train
+
+
+class ModelSpec(BaseModel):
+    """Which model to build. `two_layer` is the paper's TwoLayerNet (width = m); `mlp` stacks
+    `depth` BitLinear layers of `width` units with a full-precision head."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["two_layer", "mlp"] = "two_layer"
+    width: int = Field(1024, ge=1)
+    depth: int = Field(1, ge=1, description="hidden layers (mlp only)")
+    quant: Union[str, QuantConfig] = "paper-1bit"
+    kappa: float = Field(1.0, gt=0, description="output scale (two_layer only)")
+    activation: str = "relu"
+    train_a: bool = False
+    init_seed: Optional[int] = Field(None, description="seed of the initialization; default: the train seed")
+
+    @field_validator("quant", mode="before")
+    @classmethod
+    def _resolve_quant(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            resolve_config(v)  # raises ValueError naming the allowed presets
+        elif isinstance(v, dict):
+            return resolve_config(v)  # a table of QuantConfig fields, optionally with a base `preset`
+        return v
+
+    @field_validator("activation")
+    @classmethod
+    def _known_activation(cls, v: str) -> str:
+        if v not in ACTIVATIONS:
+            raise ValueError(f"expected one of {', '.join(ACTIVATIONS)}, got {v!r}")
+        return v
+
+
+class TaskSpec(BaseModel):
+    """Arguments of `bitscale.data.make_task`; `options` go to the target function (e.g. width for
+    the teacher)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    function: str = "sines"
+    d: int = Field(16, ge=1)
+    n_train: int = Field(256, ge=1)
+    n_test: int = Field(1024, ge=1)
+    noise_std: float = Field(0.0, ge=0)
+    input_dist: Literal["gaussian", "sphere"] = "gaussian"
+    seed: int = 0
+    standardize: bool = True
+    options: dict[str, Union[int, float]] = Field(default_factory=dict)
+
+    @field_validator("function")
+    @classmethod
+    def _known_function(cls, v: str) -> str:
+        if v not in function_names():
+            raise ValueError(f"expected one of {', '.join(function_names())}, got {v!r}")
+        return v
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    task: TaskSpec = Field(default_factory=TaskSpec)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def format_validation_error(err: ValidationError, source: str = "config") -> str:
+    """One line: `source: field.path: message (got value)` for each problem, joined by '; '."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        msg = e["msg"].removeprefix("Value error, ")
+        got = "" if e["type"] in ("missing",) else f" (got {e['input']!r})"
+        parts.append(f"{loc or '(top level)'}: {msg}{got}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def build_model(spec: ModelSpec, d: int, seed: int) -> torch.nn.Module:
+    init_seed = seed if spec.init_seed is None else spec.init_seed
+    if spec.kind == "two_layer":
+        return TwoLayerNet(d, spec.width, spec.kappa, spec.quant, spec.activation, spec.train_a, seed=init_seed)
+    torch.manual_seed(init_seed)
+    return MLP(d, [spec.width] * spec.depth, 1, spec.quant, spec.activation)
+
+
+def build_task(spec: TaskSpec) -> RegressionTask:
+    return make_task(
+        spec.function,
+        spec.d,
+        spec.n_train,
+        spec.n_test,
+        spec.noise_std,
+        spec.input_dist,
+        spec.seed,
+        spec.standardize,
+        **spec.options,
+    )
+
+
+def run(config: RunConfig, callback: Any = None) -> tuple[torch.nn.Module, RegressionTask, RunResult]:
+    """Build the task and model of `config`, train, and return all three."""
+    task = build_task(config.task)
+    model = build_model(config.model, task.d, config.train.seed)
+    result = train(model, task, config.train, callback=callback)
+    return model, task, result
