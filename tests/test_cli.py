@@ -1,0 +1,76 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+GOOD = """
+[model]
+width = 32
+quant = "paper-1bit"
+
+[task]
+function = "sines"
+d = 4
+n_train = 32
+n_test = 64
+input_dist = "sphere"
+
+[train]
+lr = 0.5
+steps = 40
+eval_every = 20
+"""
+
+
+def bitscale(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "bitscale.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def test_train_writes_a_run_directory(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(GOOD)
+    out = tmp_path / "out"
+    proc = bitscale("train", str(config), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "test loss" in proc.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "done" and result["steps_done"] == 40
+    assert (out / "model.safetensors").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (GOOD.replace("lr = 0.5", "lr = -0.5"), "train.lr: Input should be greater than 0"),
+        (GOOD.replace("lr = 0.5", "learning_rate = 0.5"), "train.learning_rate: Extra inputs are not permitted"),
+        (GOOD.replace('quant = "paper-1bit"', 'quant = "ternary"'), "model.quant: quant: unknown preset 'ternary'"),
+        (GOOD.replace("d = 4", 'd = "four"'), "task.d: Input should be a valid integer"),
+        (GOOD.replace("[train]", "[trian]"), "trian: Extra inputs are not permitted"),
+        ("[model\nwidth = 3", "invalid TOML"),
+    ],
+)
+def test_bad_config_is_one_line_exit_2(tmp_path, text, expected):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    proc = bitscale("train", str(config))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
+
+
+def test_missing_file(tmp_path):
+    proc = bitscale("train", str(tmp_path / "nope.toml"))
+    assert proc.returncode == 2 and "nope.toml: no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_demo_quick_prints_the_width_table(tmp_path):
+    proc = bitscale("demo", "--quick", "--out", str(tmp_path / "demo"))
+    assert proc.returncode == 0, proc.stderr
+    assert "1-bit test" in proc.stdout and "teacher-d64" in proc.stdout
+    data = json.loads((tmp_path / "demo" / "demo.json").read_text())
+    assert len(data["table"]) == 2 * 6
