@@ -136,3 +136,39 @@ def test_b158_matches_reference_over_many_inits():
         assert torch.equal(ours(x), ref(x))
         with torch.no_grad():
             assert torch.equal(ours(x), ref(x))
+
+
+@pytest.mark.parametrize("preset,bias,norm", [("bitnet-b1.58", False, False), ("bitnet", True, True), ("atom-w4a4", True, False)])
+def test_blocked_path_equals_unblocked(monkeypatch, preset, bias, norm):
+    import bitscale.nn.bitlinear as bitlinear
+
+    torch.manual_seed(0)
+    layer = BitLinear(40, 24, bias=bias, config=preset, norm=norm)
+    if preset == "atom-w4a4":
+        layer.calibrate_outliers(seeded(64, 40, seed=9))
+    x = seeded(2, 33, 40, seed=8, scale=2.0)
+
+    def run(block_elements):
+        monkeypatch.setattr(bitlinear, "BLOCK_ELEMENTS", block_elements)
+        layer.zero_grad(set_to_none=True)
+        xi = x.clone().requires_grad_(True)
+        y = layer(xi)
+        (y * seeded(*y.shape, seed=10)).sum().backward()
+        return y.detach(), xi.grad, [p.grad.clone() for p in layer.parameters()]
+
+    y_blocked, gx_blocked, gp_blocked = run(80)  # blocks of 2 rows
+    y_whole, gx_whole, gp_whole = run(1 << 30)
+    assert torch.allclose(y_blocked, y_whole, rtol=1e-6, atol=1e-6)
+    assert torch.allclose(gx_blocked, gx_whole, rtol=1e-5, atol=1e-6)
+    for a, b in zip(gp_blocked, gp_whole):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_large_inputs_save_x_not_its_quantized_copy():
+    layer = BitLinear(1024, 256, config="bitnet-b1.58")
+    x = seeded(4096, 1024, seed=11).requires_grad_(True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        layer(x)
+    big = [t for t in saved if t.numel() == x.numel()]
+    assert len(big) == 1 and big[0] is x

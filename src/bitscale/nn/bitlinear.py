@@ -31,6 +31,50 @@ from ..quant import (
 )
 
 
+# Large inputs are quantized and multiplied in blocks of about this many elements (8 MiB at fp32), so
+# that Q_a(x) is never held whole: fresh multi-MiB tensors cost page faults on every step on a CPU.
+BLOCK_ELEMENTS = 1 << 21
+
+
+class _BlockQuantizedLinear(torch.autograd.Function):
+    """y = Q_a(x) W_q^T + b with Q_a applied to blocks of rows (Q_a per token, identity STE).
+
+    Backward: dL/dx = dL/dy W_q; dL/dW_q = sum over blocks of dL/dy_b^T Q_a(x_b), Q_a(x_b) recomputed;
+    dL/db = sum of dL/dy over rows. It saves x instead of Q_a(x), so quantization-aware training holds no
+    more activations than nn.Linear. The forward values equal the unblocked F.linear(Q_a(x), W_q, b).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, quantize, block: int) -> Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        out = rows.new_empty(rows.shape[0], weight.shape[0])
+        for start in range(0, rows.shape[0], block):
+            x_q = quantize(rows[start : start + block])
+            if bias is None:
+                torch.mm(x_q, weight.t(), out=out[start : start + block])
+            else:
+                torch.addmm(bias, x_q, weight.t(), out=out[start : start + block])
+        ctx.save_for_backward(x, weight)
+        ctx.quantize, ctx.block, ctx.has_bias = quantize, block, bias is not None
+        return out.reshape(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1])
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (g @ weight).reshape(x.shape)
+        if ctx.needs_input_grad[1]:
+            rows = x.reshape(-1, x.shape[-1])
+            grad_w = torch.zeros_like(weight)
+            for start in range(0, rows.shape[0], ctx.block):
+                grad_w.addmm_(g[start : start + ctx.block].t(), ctx.quantize(rows[start : start + ctx.block]))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = g.sum(0)
+        return grad_x, grad_w, grad_b, None, None
+
+
 class BitLinear(nn.Linear):
     """nn.Linear with quantized weights and activations in the forward pass.
 
@@ -87,7 +131,22 @@ class BitLinear(nn.Linear):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        c = self.config
+        rows = x.numel() // max(self.in_features, 1)
+        block = max(1, BLOCK_ELEMENTS // max(self.in_features, 1))
+        row_wise = c.act != "atom" or self.outliers is not None  # batch-chosen outliers need all rows
+        if c.act != "fp32" and c.act_ste == "identity" and row_wise and rows >= 2 * block:
+            x_n = self.norm(x) if self.norm is not None else x
+            quantize = self._quantize_rows
+            return _BlockQuantizedLinear.apply(x_n, self.quantized_weight(), self.bias, quantize, block)
         return F.linear(self.quantized_input(x), self.quantized_weight(), self.bias)
+
+    def _quantize_rows(self, x: Tensor) -> Tensor:
+        """Q_a on a block of rows, with the identity STE's forward value (no graph)."""
+        c = self.config
+        return straight_through(
+            x, lambda t: fake_quantize_act(t, c.act, c.act_group_size, c.atom_outliers, self.outliers, c.eps)
+        )
 
     @torch.no_grad()
     def calibrate_outliers(self, x: Tensor) -> Tensor:
