@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..nn import BitLinear
 from ..quant import QuantConfig
-from .two_layer import ACTIVATIONS
+from .activations import get_activation
 
 
 class MLP(nn.Module):
@@ -31,8 +31,7 @@ class MLP(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation: unknown {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
+        self.sigma = get_activation(activation)
         if not widths or any(w < 1 for w in widths):
             raise ValueError(f"widths: expected a non-empty list of positive integers, got {list(widths)}")
         self.activation = activation
@@ -44,8 +43,7 @@ class MLP(nn.Module):
         self.head = BitLinear(dims[-1], d_out, bias=bias, config=head_config, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        act = ACTIVATIONS[self.activation]
         for layer in self.layers:
-            x = act(layer(x))
+            x = self.sigma(layer(x))
         y = self.head(x)
         return y.squeeze(-1) if y.shape[-1] == 1 else y

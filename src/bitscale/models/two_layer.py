@@ -22,13 +22,11 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..nn import BitLinear
 from ..quant import QuantConfig, resolve_config
-
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "identity": lambda x: x}
+from .activations import get_activation
 
 
 class TwoLayerNet(nn.Module):
@@ -47,8 +45,7 @@ class TwoLayerNet(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation: unknown {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
+        self.sigma = get_activation(activation)
         if d < 1 or m < 1:
             raise ValueError(f"TwoLayerNet: d and m must be positive, got d={d}, m={m}")
         self.d, self.m, self.kappa, self.activation = d, m, float(kappa), activation
@@ -73,7 +70,7 @@ class TwoLayerNet(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """sigma(<Q(w_r), x>) for every hidden unit r: shape (n, m)."""
-        return ACTIVATIONS[self.activation](self.hidden(x))
+        return self.sigma(self.hidden(x))
 
     def forward(self, x: Tensor) -> Tensor:
         return (self.kappa / math.sqrt(self.m)) * (self.features(x) @ self.a)

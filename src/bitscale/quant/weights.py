@@ -120,6 +120,16 @@ def _codes_and_inverse_scale(
     return (v * inv).round().clamp(-q, q), inv
 
 
+def _codes_in_view(
+    w: Tensor, scheme: str, granularity: str, group_size: int | None, center: bool, eps: float
+) -> tuple[Tensor, Tensor]:
+    """Codes and 1/s over the whole tensor (per tensor) or over the (rows, groups, group) view."""
+    if granularity == "tensor":
+        return _codes_and_inverse_scale(w, scheme, True, None, center, eps)
+    view, counts = _grouped(w, granularity, group_size)
+    return _codes_and_inverse_scale(view, scheme, False, counts, center, eps)
+
+
 def quantize_weight(
     w: Tensor,
     scheme: str,
@@ -133,21 +143,15 @@ def quantize_weight(
     if scheme == "fp32":
         raise ValueError("weight: scheme 'fp32' has no integer codes")
     w = w.detach()
+    codes, inv = _codes_in_view(w, scheme, granularity, group_size, center, eps)
     if granularity == "tensor":
-        codes, inv = _codes_and_inverse_scale(w, scheme, True, None, center, eps)
         return QuantizedWeight(codes.to(torch.int8), (1.0 / inv).reshape(()), scheme, granularity, None)
-    view, counts = _grouped(w, granularity, group_size)
-    codes, inv = _codes_and_inverse_scale(view, scheme, False, counts, center, eps)
-    scale = (1.0 / inv).expand(view.shape[0], view.shape[1], 1).reshape(view.shape[0], view.shape[1])
+    rows, groups = codes.shape[0], codes.shape[1]
+    scale = (1.0 / inv).expand(rows, groups, 1).reshape(rows, groups)
     if granularity == "channel":
         scale = scale[:, 0]
-    return QuantizedWeight(
-        _ungrouped(codes, w).to(torch.int8),
-        scale.contiguous(),
-        scheme,
-        granularity,
-        group_size if granularity == "group" else None,
-    )
+    group = group_size if granularity == "group" else None
+    return QuantizedWeight(_ungrouped(codes, w).to(torch.int8), scale.contiguous(), scheme, granularity, group)
 
 
 def fake_quantize_weight(
@@ -162,9 +166,6 @@ def fake_quantize_weight(
     _check(scheme, granularity)
     if scheme == "fp32":
         return w
-    if granularity == "tensor":
-        codes, inv = _codes_and_inverse_scale(w, scheme, True, None, center, eps)
-        return codes if scheme == "sign" else codes / inv
-    view, counts = _grouped(w, granularity, group_size)
-    codes, inv = _codes_and_inverse_scale(view, scheme, False, counts, center, eps)
-    return _ungrouped(codes if scheme == "sign" else codes / inv, w)
+    codes, inv = _codes_in_view(w, scheme, granularity, group_size, center, eps)
+    out = codes if scheme == "sign" else codes / inv
+    return out if granularity == "tensor" else _ungrouped(out, w)
