@@ -50,6 +50,8 @@ def test_train_writes_a_run_directory(tmp_path):
         (GOOD.replace("d = 4", 'd = "four"'), "task.d: Input should be a valid integer"),
         (GOOD.replace("[train]", "[trian]"), "trian: Extra inputs are not permitted"),
         ("[model\nwidth = 3", "invalid TOML"),
+        (GOOD.replace("[train]", "options = { wobble = 2 }\n[train]"), "unexpected keyword argument 'wobble'"),
+        (GOOD.replace('function = "sines"', 'function = "radial"'), "radial"),
     ],
 )
 def test_bad_config_is_one_line_exit_2(tmp_path, text, expected):

@@ -83,8 +83,11 @@ def train_command(
     from .train import build_model, build_task, save_run, train
 
     run_config = load_run_config(config)
-    task = build_task(run_config.task)
-    model = build_model(run_config.model, task.d, run_config.train.seed)
+    try:
+        task = build_task(run_config.task)
+        model = build_model(run_config.model, task.d, run_config.train.seed)
+    except (ValueError, TypeError) as e:  # e.g. an option the target function does not take
+        fail(f"{config}: {e}")
     size = summary(model)
     console.print(
         f"{task.name}: n_train={task.n_train}, n_test={task.n_test} | {run_config.model.kind} width {run_config.model.width}, "
