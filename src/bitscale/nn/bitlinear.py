@@ -16,6 +16,8 @@ is the "detach trick" of the reference code, computed without its extra element-
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -104,17 +106,20 @@ class BitLinear(nn.Linear):
         # Atom's outlier channels, fixed once calibrated (see `calibrate_outliers`); None = chosen per batch.
         self.register_buffer("outliers", None)
 
+    def _weight_value(self, w: Tensor) -> Tensor:
+        c = self.config
+        return fake_quantize_weight(w, c.weight, c.granularity, c.group_size, c.center, c.eps)
+
+    def _act_value(self, x: Tensor) -> Tensor:
+        c = self.config
+        return fake_quantize_act(x, c.act, c.act_group_size, c.atom_outliers, self.outliers, c.eps)
+
     def quantized_weight(self) -> Tensor:
         """Q_w(W) with the weight STE attached (the tensor the forward pass multiplies by)."""
         c = self.config
         if c.weight == "fp32":
             return self.weight
-        return straight_through(
-            self.weight,
-            lambda w: fake_quantize_weight(w, c.weight, c.granularity, c.group_size, c.center, c.eps),
-            c.ste,
-            c.ste_clip,
-        )
+        return straight_through(self.weight, self._weight_value, c.ste, c.ste_clip)
 
     def quantized_input(self, x: Tensor) -> Tensor:
         """Q_a(RMSNorm(x)) with the activation STE attached."""
@@ -123,12 +128,7 @@ class BitLinear(nn.Linear):
             x = self.norm(x)
         if c.act == "fp32":
             return x
-        return straight_through(
-            x,
-            lambda t: fake_quantize_act(t, c.act, c.act_group_size, c.atom_outliers, self.outliers, c.eps),
-            c.act_ste,
-            c.ste_clip,
-        )
+        return straight_through(x, self._act_value, c.act_ste, c.ste_clip)
 
     def forward(self, x: Tensor) -> Tensor:
         c = self.config
@@ -137,16 +137,9 @@ class BitLinear(nn.Linear):
         row_wise = c.act != "atom" or self.outliers is not None  # batch-chosen outliers need all rows
         if c.act != "fp32" and c.act_ste == "identity" and row_wise and rows >= 2 * block:
             x_n = self.norm(x) if self.norm is not None else x
-            quantize = self._quantize_rows
-            return _BlockQuantizedLinear.apply(x_n, self.quantized_weight(), self.bias, quantize, block)
+            quantize_rows = partial(straight_through, quantize=self._act_value)  # identity STE's value
+            return _BlockQuantizedLinear.apply(x_n, self.quantized_weight(), self.bias, quantize_rows, block)
         return F.linear(self.quantized_input(x), self.quantized_weight(), self.bias)
-
-    def _quantize_rows(self, x: Tensor) -> Tensor:
-        """Q_a on a block of rows, with the identity STE's forward value (no graph)."""
-        c = self.config
-        return straight_through(
-            x, lambda t: fake_quantize_act(t, c.act, c.act_group_size, c.atom_outliers, self.outliers, c.eps)
-        )
 
     @torch.no_grad()
     def calibrate_outliers(self, x: Tensor) -> Tensor:
