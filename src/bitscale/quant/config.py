@@ -23,15 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .activations import ACT_SCHEMES
 from .ste import STE_NAMES
-from .weights import WEIGHT_SCHEMES
+from .weights import GRANULARITIES, WEIGHT_SCHEMES
 
-WeightScheme = Literal["fp32", "sign", "binary", "ternary", "int2", "int3", "int4", "int8"]
-ActScheme = Literal["fp32", "int8", "int4", "binary", "atom"]
-SteRule = Literal["identity", "clipped", "approx_sign", "relu", "clipped_relu"]
-
-assert set(WeightScheme.__args__) == set(WEIGHT_SCHEMES)
-assert set(ActScheme.__args__) == set(ACT_SCHEMES)
-assert set(SteRule.__args__) == set(STE_NAMES)
+# The names are defined once, next to their implementations; Literal[tuple] spells out the same members.
+WeightScheme = Literal[WEIGHT_SCHEMES]  # type: ignore[valid-type]
+ActScheme = Literal[ACT_SCHEMES]  # type: ignore[valid-type]
+SteRule = Literal[STE_NAMES]  # type: ignore[valid-type]
 
 SIGN_TYPE = ("sign", "binary")
 
@@ -55,7 +52,7 @@ class QuantConfig(BaseModel):
     ste: Optional[SteRule] = None
     act_ste: Optional[SteRule] = None
     ste_clip: float = Field(1.0, gt=0)
-    granularity: Literal["tensor", "channel", "group"] = "tensor"
+    granularity: Literal[GRANULARITIES] = "tensor"  # type: ignore[valid-type]
     group_size: int = Field(128, ge=1)
     act_group_size: int = Field(128, ge=1)
     atom_outliers: int = Field(128, ge=0)
