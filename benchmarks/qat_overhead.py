@@ -4,7 +4,8 @@
 
 Both layers see the same input; each step computes the output, a scalar loss (sum) and the backward pass
 into the input and the weight. Timings alternate between the layers (A B A B ...) so that machine noise
-hits both alike; the median of the repeats is reported with the ratio BitLinear / nn.Linear.
+hits both alike; the median of the repeats is reported with the ratio BitLinear / nn.Linear. The first
+preset is also timed with blocking off (`block_elements = None`), the path that holds Q_a(x) whole.
 Target for `bitnet-b1.58` at in = out = 1024 on 8192 tokens: <= 1.05x.
 """
 
@@ -44,6 +45,10 @@ def main() -> None:
     layers = {"nn.Linear": dense}
     for preset in args.presets:
         layers[preset] = BitLinear.from_linear(nn.Linear(n, n, bias=False), preset)
+    # The same layer without blocked activation quantization: what the blocked path buys.
+    unblocked = BitLinear.from_linear(nn.Linear(n, n, bias=False), args.presets[0])
+    unblocked.block_elements = None
+    layers[f"{args.presets[0]} unblocked"] = unblocked
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     print(f"one training step (forward + backward), in = out = {n}, {args.tokens} tokens, median of {args.repeats}")
@@ -54,10 +59,10 @@ def main() -> None:
         for name, layer in layers.items():
             times[name].append(step_time(layer, x))
     base = statistics.median(times["nn.Linear"])
-    print(f"{'layer':<16}{'ms':>10}{'ratio vs nn.Linear':>22}")
+    print(f"{'layer':<24}{'ms':>10}{'ratio vs nn.Linear':>22}")
     for name, ts in times.items():
         t = statistics.median(ts)
-        print(f"{name:<16}{t * 1e3:>10.1f}{t / base:>22.3f}")
+        print(f"{name:<24}{t * 1e3:>10.1f}{t / base:>22.3f}")
 
 
 if __name__ == "__main__":

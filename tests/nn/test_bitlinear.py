@@ -139,9 +139,7 @@ def test_b158_matches_reference_over_many_inits():
 
 
 @pytest.mark.parametrize("preset,bias,norm", [("bitnet-b1.58", False, False), ("bitnet", True, True), ("atom-w4a4", True, False)])
-def test_blocked_path_equals_unblocked(monkeypatch, preset, bias, norm):
-    import bitscale.nn.bitlinear as bitlinear
-
+def test_blocked_path_equals_unblocked(preset, bias, norm):
     torch.manual_seed(0)
     layer = BitLinear(40, 24, bias=bias, config=preset, norm=norm)
     if preset == "atom-w4a4":
@@ -149,7 +147,7 @@ def test_blocked_path_equals_unblocked(monkeypatch, preset, bias, norm):
     x = seeded(2, 33, 40, seed=8, scale=2.0)
 
     def run(block_elements):
-        monkeypatch.setattr(bitlinear, "BLOCK_ELEMENTS", block_elements)
+        layer.block_elements = block_elements
         layer.zero_grad(set_to_none=True)
         xi = x.clone().requires_grad_(True)
         y = layer(xi)
@@ -157,7 +155,9 @@ def test_blocked_path_equals_unblocked(monkeypatch, preset, bias, norm):
         return y.detach(), xi.grad, [p.grad.clone() for p in layer.parameters()]
 
     y_blocked, gx_blocked, gp_blocked = run(80)  # blocks of 2 rows
-    y_whole, gx_whole, gp_whole = run(1 << 30)
+    assert layer._block_rows(x) == 2
+    y_whole, gx_whole, gp_whole = run(None)
+    assert layer._block_rows(x) is None
     assert torch.allclose(y_blocked, y_whole, rtol=1e-6, atol=1e-6)
     assert torch.allclose(gx_blocked, gx_whole, rtol=1e-5, atol=1e-6)
     for a, b in zip(gp_blocked, gp_whole):

@@ -11,7 +11,7 @@ The latent full-precision weight W is what the optimizer updates; W_q is recompu
 With the `fp32` preset (and no norm) the forward is exactly F.linear(x, W, b): the full-precision twin.
 
 Gradients: dL/dx_n = STE_a(x_n) * (dL/dy W_q), dL/dW = STE_w(W) * (dL/dy^T x_q). With identity STEs this
-is the "detach trick" of the reference code, computed without its extra element-wise passes.
+is the "detach trick" of the reference code, with the same values, computed without its extra allocations.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from ..quant import (
 
 # Large inputs are quantized and multiplied in blocks of about this many elements (8 MiB at fp32), so
 # that Q_a(x) is never held whole: fresh multi-MiB tensors cost page faults on every step on a CPU.
+# The default of `BitLinear.block_elements`; None there turns blocking off.
 BLOCK_ELEMENTS = 1 << 21
 
 
@@ -89,6 +90,8 @@ class BitLinear(nn.Linear):
             config's `norm` field.
     """
 
+    block_elements: int | None = BLOCK_ELEMENTS
+
     def __init__(
         self,
         in_features: int,
@@ -130,12 +133,20 @@ class BitLinear(nn.Linear):
             return x
         return straight_through(x, self._act_value, c.act_ste, c.ste_clip)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _block_rows(self, x: Tensor) -> int | None:
+        """Rows per block when `x` takes the blocked path, else None. Blocking needs a per-token
+        activation quantizer with the identity STE, and pays off from two blocks on."""
         c = self.config
-        rows = x.numel() // max(self.in_features, 1)
-        block = max(1, BLOCK_ELEMENTS // max(self.in_features, 1))
-        row_wise = c.act != "atom" or self.outliers is not None  # batch-chosen outliers need all rows
-        if c.act != "fp32" and c.act_ste == "identity" and row_wise and rows >= 2 * block:
+        if self.block_elements is None or c.act == "fp32" or c.act_ste != "identity":
+            return None
+        if c.act == "atom" and self.outliers is None:  # outliers chosen over the whole batch
+            return None
+        block = max(1, self.block_elements // max(self.in_features, 1))
+        return block if x.numel() // max(self.in_features, 1) >= 2 * block else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        block = self._block_rows(x)
+        if block is not None:
             x_n = self.norm(x) if self.norm is not None else x
             quantize_rows = partial(straight_through, quantize=self._act_value)  # identity STE's value
             return _BlockQuantizedLinear.apply(x_n, self.quantized_weight(), self.bias, quantize_rows, block)
