@@ -11,34 +11,14 @@ so a reader sees the old file or the new one, never half of one. Nothing is ever
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_write, atomic_write_json
 from .loop import RunResult
 from .run import RunConfig, build_model
-
-
-def atomic_write(path: "str | Path", write: Callable[[str], None]) -> None:
-    """Call write(tmp_path) on a temporary file next to `path`, then rename it onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: "str | Path", obj: Any) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
 
 
 def save_run(directory: "str | Path", model: torch.nn.Module, config: RunConfig, result: RunResult) -> Path:

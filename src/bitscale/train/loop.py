@@ -16,6 +16,12 @@ at the step it was observed; the loop never raises on divergence.
 The task is duck-typed (see `bitscale.data.RegressionTask`): it needs ``x_train``,
 ``y_train``, ``x_test``, ``y_test``, ``loss(pred, target)`` and
 ``batches(batch_size, generator)``.
+
+Resume: with ``checkpoint=PATH`` the loop writes its whole state (weights, optimizer state, RNG
+states, step, curves; see `bitscale.train.state`) to PATH every ``checkpoint_every`` updates, and
+if PATH already exists when it starts, it continues from there. The minibatch stream is replayed
+from the seed up to the saved step and checked against the saved generator state, so a resumed
+run takes exactly the updates an uninterrupted run takes and ends at the same loss.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +38,7 @@ from torch import nn
 
 from bitscale.train.config import TrainConfig
 from bitscale.train.schedules import lr_at, weight_decay_at
+from bitscale.train.state import load_training_state, save_training_state
 
 
 @dataclass
@@ -88,6 +96,8 @@ def train(
     cfg: TrainConfig,
     *,
     callback: Callable[[int, float], None] | None = None,
+    checkpoint: "str | Path | None" = None,
+    checkpoint_every: int | None = None,
 ) -> RunResult:
     """Train ``model`` in place on ``task`` for ``cfg.steps`` updates and report the curves.
 
@@ -96,7 +106,13 @@ def train(
     (model initialization is the caller's business). Only parameters with
     ``requires_grad`` are optimized and counted. ``callback(step, train_loss)`` is called
     after every finite evaluation (step 0, every ``cfg.eval_every`` steps, and the end).
+
+    ``checkpoint``: path of the training-state file to resume from if it exists and to write every
+    ``checkpoint_every`` updates (default ``cfg.eval_every``). The file is left in place at the end;
+    deleting it once the result is stored is the caller's business.
     """
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     t0 = time.perf_counter()
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -115,8 +131,16 @@ def train(
     def diverge(step: int) -> RunResult:
         result.status, result.diverged_at, result.steps_done = "diverged", step, step
         result.final_train_loss = result.final_test_loss = math.nan
-        result.wall_time_s = time.perf_counter() - t0
+        result.wall_time_s = elapsed_before + time.perf_counter() - t0
         return result
+
+    def save(step: int) -> None:
+        extra = {
+            "train_curve": result.train_curve,
+            "test_curve": result.test_curve,
+            "wall_time_s": elapsed_before + time.perf_counter() - t0,
+        }
+        save_training_state(checkpoint, model, optimizer, generator, step, extra)
 
     def evaluate(step: int) -> bool:
         """Record the curves at ``step``; False if a loss is not finite."""
@@ -131,9 +155,22 @@ def train(
         return True
 
     model.train()
-    if not evaluate(0):
+    start, elapsed_before = 0, 0.0
+    if checkpoint is not None and Path(checkpoint).exists():
+        start, batch_state, extra = load_training_state(checkpoint, model, optimizer)
+        result.train_curve = [(int(s), float(v)) for s, v in extra["train_curve"]]
+        result.test_curve = [(int(s), float(v)) for s, v in extra["test_curve"]]
+        if result.train_curve:
+            result.final_train_loss, result.final_test_loss = result.train_curve[-1][1], result.test_curve[-1][1]
+        elapsed_before = float(extra["wall_time_s"])
+        for _ in range(start):  # replay the minibatch stream: permutations are cheap to redraw
+            next(batches)
+        if not torch.equal(generator.get_state(), batch_state):
+            raise RuntimeError(f"{checkpoint}: minibatch stream does not match the checkpoint (different task or seed?)")
+    elif not evaluate(0):
         return diverge(0)
-    for step in range(cfg.steps):
+    every = checkpoint_every or cfg.eval_every
+    for step in range(start, cfg.steps):
         lr, wd = lr_at(step, cfg), weight_decay_at(step, cfg)
         for group in optimizer.param_groups:
             group["lr"], group["weight_decay"] = lr, wd
@@ -152,7 +189,9 @@ def train(
         if done % cfg.eval_every == 0 or done == cfg.steps:
             if not evaluate(done):
                 return diverge(done)
+        if checkpoint is not None and done % every == 0 and done < cfg.steps:
+            save(done)
 
     result.steps_done = cfg.steps
-    result.wall_time_s = time.perf_counter() - t0
+    result.wall_time_s = elapsed_before + time.perf_counter() - t0
     return result

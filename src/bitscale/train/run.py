@@ -134,9 +134,12 @@ def build_task(spec: TaskSpec) -> RegressionTask:
     )
 
 
-def run(config: RunConfig, callback: Any = None) -> tuple[torch.nn.Module, RegressionTask, RunResult]:
-    """Build the task and model of `config`, train, and return all three."""
+def run(
+    config: RunConfig, callback: Any = None, checkpoint: Any = None, checkpoint_every: Optional[int] = None
+) -> tuple[torch.nn.Module, RegressionTask, RunResult]:
+    """Build the task and model of `config`, train (resuming from `checkpoint` if it exists), and
+    return all three."""
     task = build_task(config.task)
     model = build_model(config.model, task.d, config.train.seed)
-    result = train(model, task, config.train, callback=callback)
+    result = train(model, task, config.train, callback=callback, checkpoint=checkpoint, checkpoint_every=checkpoint_every)
     return model, task, result
