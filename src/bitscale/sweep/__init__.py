@@ -1,0 +1,1 @@
+"""Many runs: sweep files, the results store, executors."""

@@ -1,0 +1,269 @@
+"""Sweep files: one base run config plus axes, expanded into run specs with stable ids.
+
+A sweep file is TOML:
+
+    name = "paper-width"                 # default: the file's stem
+    checkpoint_every = 200               # training-state checkpoint interval in steps (default: eval_every)
+
+    [base]                               # a full run config (see bitscale.train.run), defaults filled in
+    model = { kind = "two_layer", quant = "paper-1bit" }
+    task = { function = "sines", d = 16, n_train = 256 }
+    train = { lr = 1.0, steps = 1000, schedule = "cosine" }
+
+    [grid]                               # every combination of these axes
+    width = { logspace = [16, 4096], num = 9 }
+    quant = ["paper-1bit", "fp32"]
+    seed = [0, 1, 2]
+
+    [[zip]]                              # axes walked together, value i with value i; crossed with the grid
+    n_train = [64, 256, 1024]
+    steps = [250, 1000, 4000]
+
+An axis is named by a dotted config key (`model.width`, `train.lr`, `task.options.width`, ...) or by
+one of the short names in `ALIASES`. Its values are an explicit list or a range:
+`{logspace = [a, b], num = n}` (geometric; integers when a and b are integers) or
+`{linspace = [a, b], num = n}`. `zip` is a table or an array of tables; each is one group of
+equal-length axes.
+
+Every expanded run is a validated `RunConfig`. Its id is the first 16 hex digits of the SHA-256 of its
+canonical JSON: keys sorted, fields equal to their defaults left out (so adding a defaulted field
+to bitscale does not change old ids), the quantizer written as its preset name when it is one, and
+an `init_seed` equal to the train seed dropped (it builds the same model). The same run reached from
+two sweep files therefore has one id and is trained once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..quant import QuantConfig, preset_name
+from ..train.run import RunConfig, format_validation_error
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ALIASES = {
+    "width": "model.width",
+    "depth": "model.depth",
+    "quant": "model.quant",
+    "kappa": "model.kappa",
+    "activation": "model.activation",
+    "d": "task.d",
+    "n_train": "task.n_train",
+    "noise": "task.noise_std",
+    "function": "task.function",
+    "steps": "train.steps",
+    "lr": "train.lr",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+}
+
+
+class SweepError(ValueError):
+    """A sweep file that cannot be expanded: the message is one line naming the key."""
+
+
+def _config_key(key: str) -> str:
+    """Resolve an alias and check that the dotted key names a field of RunConfig."""
+    path = ALIASES.get(key, key)
+    parts = path.split(".")
+    model: Any = RunConfig
+    for i, part in enumerate(parts):
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            raise ValueError(
+                f"unknown config key {key!r}; expected a dotted key such as model.width, task.n_train, "
+                f"train.lr, or one of {', '.join(ALIASES)}"
+            )
+        annotation = fields[part].annotation
+        if part in ("options", "quant"):  # free-form tables: any sub-key is the callee's to validate
+            return path
+        if i < len(parts) - 1:
+            model = annotation
+    return path
+
+
+def _expand_values(key: str, spec: Any) -> list[Any]:
+    if isinstance(spec, list):
+        if not spec:
+            raise ValueError("empty axis; expected a non-empty list or a {logspace|linspace = [a, b], num = n} range")
+        return spec
+    if isinstance(spec, dict):
+        kinds = [k for k in ("logspace", "linspace") if k in spec]
+        extra = set(spec) - {"logspace", "linspace", "num"}
+        if len(kinds) != 1 or extra or "num" not in spec:
+            raise ValueError("a range needs exactly one of logspace/linspace = [a, b] and num = n")
+        ends, num = spec[kinds[0]], spec["num"]
+        if not (isinstance(ends, list) and len(ends) == 2 and all(isinstance(e, (int, float)) for e in ends)):
+            raise ValueError(f"{kinds[0]}: expected [a, b] with two numbers, got {ends!r}")
+        if not isinstance(num, int) or isinstance(num, bool) or num < 1:
+            raise ValueError(f"num: expected a positive integer, got {num!r}")
+        a, b = ends
+        if kinds[0] == "logspace":
+            if a <= 0 or b <= 0:
+                raise ValueError(f"logspace: ends must be positive, got {ends!r}")
+            values = [a * (b / a) ** (i / (num - 1)) if num > 1 else a for i in range(num)]
+        else:
+            values = [a + (b - a) * i / (num - 1) if num > 1 else a for i in range(num)]
+        if isinstance(a, int) and isinstance(b, int):
+            values = [int(round(v)) for v in values]
+            if len(set(values)) < len(values):
+                raise ValueError(f"{kinds[0]} {ends} with num={num} repeats integer values; use a smaller num")
+        return values
+    raise ValueError(f"expected a list of values or a range table, got {spec!r}")
+
+
+Axes = dict[str, Any]
+
+
+class SweepFile(BaseModel):
+    """The validated contents of a sweep file (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Optional[str] = Field(None, min_length=1)
+    description: str = ""
+    checkpoint_every: Optional[int] = Field(None, ge=1, description="steps between training-state checkpoints")
+    base: RunConfig = Field(default_factory=RunConfig)
+    grid: Axes = Field(default_factory=dict)
+    zip: Union[Axes, list[Axes]] = Field(default_factory=list)
+
+    @field_validator("grid")
+    @classmethod
+    def _check_grid(cls, axes: Axes) -> Axes:
+        return _check_axes(axes)
+
+    @field_validator("zip")
+    @classmethod
+    def _check_zip(cls, groups: Union[Axes, list[Axes]]) -> list[Axes]:
+        groups = [groups] if isinstance(groups, dict) else groups
+        checked = []
+        for i, group in enumerate(groups):
+            axes = _check_axes(group)
+            lengths = {k: len(v) for k, v in axes.items()}
+            if len(set(lengths.values())) > 1:
+                listing = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+                raise ValueError(f"zip group {i}: axes must have equal lengths, but {listing}")
+            checked.append(axes)
+        return checked
+
+
+def _check_axes(axes: Axes) -> Axes:
+    """Resolve each axis to (dotted key -> list of values), raising ValueError naming the axis."""
+    out: dict[str, list[Any]] = {}
+    for key, spec in axes.items():
+        try:
+            path = _config_key(key)
+            values = _expand_values(key, spec)
+        except ValueError as e:
+            raise ValueError(f"{key}: {e}") from None
+        if path in out:
+            raise ValueError(f"{key}: axis {path} given twice")
+        out[path] = values
+    return out
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One expanded run: its stable id, its validated config, and the axis values that made it."""
+
+    id: str
+    config: RunConfig
+    point: dict[str, Any]
+
+
+def canonical_config(config: RunConfig) -> dict[str, Any]:
+    """The config as the dict its id hashes (see the module docstring)."""
+    data = config.model_dump(mode="json", exclude_defaults=True)
+    model = data.setdefault("model", {})
+    quant = config.model.quant
+    if isinstance(quant, QuantConfig):
+        model["quant"] = preset_name(quant) or quant.model_dump(mode="json")
+    else:
+        model["quant"] = quant
+    if config.model.init_seed is not None and config.model.init_seed == config.train.seed:
+        model.pop("init_seed", None)
+    return data
+
+
+def run_id(config: RunConfig) -> str:
+    """16 hex digits of SHA-256 over the canonical JSON of `config`."""
+    text = json.dumps(canonical_config(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for p in parents:
+        node = data.get(p)
+        if not isinstance(node, dict):
+            # a preset name replaced by a table of fields keeps the preset as its base
+            node = {"preset": node} if p == "quant" and isinstance(node, str) else {}
+            data[p] = node
+        data = node
+    data[leaf] = value
+
+
+def expand(sweep: SweepFile, source: str = "sweep") -> list[RunSpec]:
+    """All runs of the sweep in order: grid product (first axis slowest), then zip rows.
+
+    Raises SweepError naming the axis values of the first run whose config is invalid. Duplicate runs
+    (two axis points giving the same config) are kept once.
+    """
+    grid_keys = list(sweep.grid)
+    grid_points = [dict(zip(grid_keys, combo)) for combo in itertools.product(*sweep.grid.values())]
+    zip_groups = sweep.zip if isinstance(sweep.zip, list) else [sweep.zip]
+    zip_rows = [
+        [dict(zip(group, row)) for row in zip(*group.values())] for group in zip_groups if group
+    ]
+    base = sweep.base.model_dump(mode="json", exclude_unset=True)
+    specs, seen = [], set()
+    for grid_point in grid_points:
+        for rows in itertools.product(*zip_rows) if zip_rows else [()]:
+            point = dict(grid_point)
+            for row in rows:
+                point.update(row)
+            data = json.loads(json.dumps(base))
+            for path, value in point.items():
+                _set_path(data, path, value)
+            try:
+                config = RunConfig.model_validate(data)
+            except ValidationError as e:
+                at = ", ".join(f"{k}={v!r}" for k, v in point.items())
+                raise SweepError(f"{format_validation_error(e, source)} (at {at})") from None
+            rid = run_id(config)
+            if rid not in seen:
+                seen.add(rid)
+                specs.append(RunSpec(rid, config, point))
+    return specs
+
+
+def load_sweep(path: "str | Path") -> tuple[SweepFile, list[RunSpec]]:
+    """Read, validate and expand a sweep file. Every user mistake raises SweepError with one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"{path}: no such file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SweepError(f"{path}: not a UTF-8 text file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SweepError(f"{path}: invalid TOML: {e}") from None
+    try:
+        sweep = SweepFile.model_validate(data)
+    except ValidationError as e:
+        raise SweepError(format_validation_error(e, str(path))) from None
+    if sweep.name is None:
+        sweep = sweep.model_copy(update={"name": path.stem})
+    return sweep, expand(sweep, str(path))
+

@@ -1,0 +1,541 @@
+"""The results store: one SQLite file per project holding sweeps, runs and their metrics.
+
+This is the only module that speaks SQL. Schema (version 1):
+
+    meta(key PRIMARY KEY, value)        ('format', 'bitscale-store') marks a file as ours
+    schema_version(version)             one row: how many MIGRATIONS have been applied
+    sweeps(name PRIMARY KEY, config, created, updated)
+    runs(id PRIMARY KEY, sweep, config, status, error, host, pid, started, finished, wall_time_s,
+         n_params, n_params_non_embedding, bits_per_weight, train_flops, samples_seen,
+         steps_done, final_train_loss, final_test_loss, created)
+    sweep_runs(sweep, run, position, PRIMARY KEY(sweep, run))
+    metrics(run, step, split, name, value, PRIMARY KEY(run, step, split, name))
+
+A run is identified by its id (derived from its config by the caller). The same run may belong to
+several sweeps (rows in sweep_runs) but has a single row in runs and is trained once; runs.sweep is
+the sweep that first queued it. Configs are stored as canonical JSON (sorted keys); timestamps are
+unix seconds (time.time()). A run's status is one of queued, running, done, failed, diverged.
+
+Guarantees:
+- Every write method is a single transaction, so a process killed at any moment leaves the store as
+  it was before or after that call, never in between. Primary keys plus INSERT OR IGNORE / upserts
+  mean no row is ever duplicated, however often a call is repeated.
+- The file is in WAL mode (readers never block the writer) with a 10 s busy timeout, foreign keys on.
+- Opening validates before writing anything: a file that is not a bitscale store, or one written by
+  a newer bitscale, raises StoreError and is left byte-for-byte untouched. Older stores are upgraded
+  in one transaction by applying the pending MIGRATIONS.
+- Non-finite floats (NaN, +-inf) in losses and metrics are stored as NULL (read back as None / NaN).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+FORMAT = "bitscale-store"
+STATUSES = ("queued", "running", "done", "failed", "diverged")
+FINISHED_STATUSES = ("done", "failed", "diverged")
+ACCOUNTING_KEYS = ("n_params", "n_params_non_embedding", "bits_per_weight", "train_flops", "samples_seen")
+EXPORT_FORMATS = ("csv", "json", "parquet")
+
+_SCHEMA_V1 = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+INSERT INTO meta (key, value) VALUES ('format', '{FORMAT}');
+CREATE TABLE sweeps (
+    name TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    sweep TEXT REFERENCES sweeps(name),
+    config TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'diverged')),
+    error TEXT,
+    host TEXT,
+    pid INTEGER,
+    started REAL,
+    finished REAL,
+    wall_time_s REAL,
+    n_params INTEGER,
+    n_params_non_embedding INTEGER,
+    bits_per_weight REAL,
+    train_flops REAL,
+    samples_seen INTEGER,
+    steps_done INTEGER,
+    final_train_loss REAL,
+    final_test_loss REAL,
+    created REAL NOT NULL
+);
+CREATE INDEX runs_sweep ON runs(sweep);
+CREATE INDEX runs_status ON runs(status);
+CREATE TABLE sweep_runs (
+    sweep TEXT NOT NULL REFERENCES sweeps(name),
+    run TEXT NOT NULL REFERENCES runs(id),
+    position INTEGER NOT NULL,  -- order in which the sweep queued its runs (rowids may change on VACUUM)
+    PRIMARY KEY (sweep, run)
+);
+CREATE INDEX sweep_runs_run ON sweep_runs(run);
+CREATE TABLE metrics (
+    run TEXT NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    split TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run, step, split, name)
+);
+"""
+
+# Migration i brings a store from schema version i to i + 1: SQL text (one or more statements) or a
+# callable taking the connection. All pending ones run in one transaction, so they must not commit.
+# Append only; never edit a released migration.
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
+    "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (0);" + _SCHEMA_V1,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """A problem with a store file, worded for the user (one line)."""
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _finite(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _statements(sql: str) -> Iterator[str]:
+    """Split SQL text into statements (a ';' inside a string or trigger body does not end one)."""
+    buf = ""
+    for piece in sql.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n\t;"):
+                yield buf
+            buf = ""
+    if buf.strip(" \n\t;"):
+        yield buf
+
+
+def _is_sqlite_file(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(16) == b"SQLite format 3\x00"
+
+
+def _check_store(conn: sqlite3.Connection, path: Path) -> int:
+    """Return the schema version of the store behind `conn`, or raise StoreError. Reads only."""
+    not_ours = f"{path} is not a bitscale results store (an SQLite database without the '{FORMAT}' marker)"
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "meta" not in tables:
+            raise StoreError(not_ours)
+        marker = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        if marker is None or marker[0] != FORMAT:
+            raise StoreError(not_ours)
+        rows = conn.execute("SELECT version FROM schema_version").fetchall() if "schema_version" in tables else []
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path} could not be read as a bitscale results store: {e}") from None
+    if len(rows) != 1 or not isinstance(rows[0][0], int):
+        raise StoreError(f"{path} is a damaged bitscale results store (no valid schema_version row)")
+    version = rows[0][0]
+    if version > len(MIGRATIONS):
+        raise StoreError(f"{path}: schema version {version} is newer than this bitscale supports "
+                         f"({len(MIGRATIONS)}); upgrade bitscale")
+    return version
+
+
+def _validate(path: Path) -> int:
+    """Check that `path` is a bitscale store this code can open and return its schema version.
+    Writes nothing: not the file, and no -wal / -shm files beside it."""
+    if not path.exists():
+        raise StoreError(f"{path} does not exist (expected a bitscale results store)")
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not a bitscale results store")
+    # Check the header ourselves so that SQLite never even opens a file that is not a database.
+    if not _is_sqlite_file(path):
+        raise StoreError(f"{path} is not a bitscale results store (not an SQLite database)")
+    # A read-only connection to a WAL database creates the -wal / -shm files if they are missing. They
+    # are missing only when no connection is open, and then the main file holds everything, so it can
+    # be read as immutable (no locks, no side files); otherwise they exist and "ro" creates nothing.
+    # (A writer opening meanwhile does not touch the main file: it appends to the WAL until a checkpoint.)
+    side_files = any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+    conn = sqlite3.connect(path.resolve().as_uri() + ("?mode=ro" if side_files else "?immutable=1"), uri=True,
+                           timeout=10)
+    try:
+        return _check_store(conn, path)
+    finally:
+        conn.close()
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A validated read-only connection that sees concurrent writers' commits. (On a WAL store nobody
+    has open, it leaves empty -wal / -shm files behind, as any SQLite reader does; they are harmless.)"""
+    _validate(path)
+    return sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10)
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    # BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that reads and then writes
+    # can fail with SQLITE_BUSY at once (no retry) when another process committed in between.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply pending migrations in one transaction (no-op when the store is current)."""
+    with _transaction(conn):
+        has_table = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+        # Re-read under the write lock: another process may have migrated since we validated.
+        version = conn.execute("SELECT version FROM schema_version").fetchone()[0] if has_table else 0
+        for migration in MIGRATIONS[version:]:
+            if callable(migration):
+                migration(conn)
+            else:
+                for statement in _statements(migration):
+                    conn.execute(statement)
+        if version < len(MIGRATIONS):
+            conn.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS),))
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: no implicit transactions; every write goes through _transaction.
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _create(path: Path) -> None:
+    """Create a fresh store at `path`: built under a temporary name and linked into place, so a crash
+    never leaves a half-initialised file and a concurrent creator simply finds the finished one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        conn = _connect(Path(tmp))
+        try:
+            _migrate(conn)
+        finally:
+            conn.close()  # the last connection checkpoints and removes the -wal / -shm files
+        try:
+            os.link(tmp, path)  # fails if `path` appeared meanwhile: keep that one
+        except FileExistsError:
+            pass
+        except OSError:  # filesystems without hard links
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _with_config(row: sqlite3.Row) -> dict:
+    run = dict(row)
+    run["config"] = json.loads(run["config"])
+    return run
+
+
+class Store:
+    """An open results store. Use as a context manager or call close()."""
+
+    def __init__(self, path: str | Path, create: bool = True):
+        """Open (and validate, and migrate if older) the store at `path`; create it if missing and
+        `create` is true. Raises StoreError for anything that is not a usable bitscale store."""
+        self.path = Path(path).expanduser()
+        if not self.path.exists():
+            if not create:
+                raise StoreError(f"{self.path} does not exist (expected a bitscale results store)")
+            _create(self.path)
+        version = _validate(self.path)
+        self._conn: sqlite3.Connection | None = _connect(self.path)
+        self._conn.row_factory = sqlite3.Row
+        if version < len(MIGRATIONS):
+            try:
+                _migrate(self._conn)
+            except BaseException:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- writes: each one transaction ------------------------------------------------------------
+
+    def add_sweep(self, name: str, config: dict) -> None:
+        """Insert the sweep, or update its config and `updated` time if it exists."""
+        now = time.time()
+        with _transaction(self._conn) as c:
+            c.execute("INSERT INTO sweeps (name, config, created, updated) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT(name) DO UPDATE SET config = excluded.config, updated = excluded.updated",
+                      (name, _canonical(config), now, now))
+
+    def add_runs(self, sweep: str, runs: list[dict]) -> int:
+        """Queue `runs` (dicts with "id", "config" and optional ACCOUNTING_KEYS) for `sweep`.
+
+        Runs already in the store keep their status and results; all are linked to the sweep.
+        Returns the number of runs newly inserted. Raises ValueError for an unknown sweep or key."""
+        rows, links = [], []
+        now = time.time()
+        for run in runs:
+            unknown = set(run) - {"id", "config", *ACCOUNTING_KEYS}
+            if unknown or "id" not in run or "config" not in run:
+                raise ValueError(f"a run needs 'id' and 'config' (optional: {', '.join(ACCOUNTING_KEYS)}); "
+                                 f"got keys {sorted(run)}")
+            rows.append((run["id"], sweep, _canonical(run["config"]),
+                         *(run.get(k) for k in ACCOUNTING_KEYS), now))
+            links.append(run["id"])
+        with _transaction(self._conn) as c:
+            if c.execute("SELECT 1 FROM sweeps WHERE name = ?", (sweep,)).fetchone() is None:
+                raise ValueError(f"unknown sweep {sweep!r}: call add_sweep first")
+            inserted = c.executemany(
+                f"INSERT OR IGNORE INTO runs (id, sweep, config, status, {', '.join(ACCOUNTING_KEYS)}, created) "
+                f"VALUES (?, ?, ?, 'queued', {', '.join('?' * len(ACCOUNTING_KEYS))}, ?)", rows).rowcount
+            start = c.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM sweep_runs WHERE sweep = ?",
+                              (sweep,)).fetchone()[0]
+            c.executemany("INSERT OR IGNORE INTO sweep_runs (sweep, run, position) VALUES (?, ?, ?)",
+                          [(sweep, run_id, start + i) for i, run_id in enumerate(links)])
+        return inserted
+
+    def requeue(self, sweep: str | None = None, statuses: Sequence[str] = ("running",)) -> int:
+        """Put runs in `statuses` (of `sweep`, or of all sweeps) back to 'queued', clearing error,
+        host, pid, started and finished. Returns how many runs were requeued."""
+        statuses = tuple(statuses)
+        bad = set(statuses) - set(STATUSES)
+        if bad:
+            raise ValueError(f"unknown status {sorted(bad)}; expected some of {', '.join(STATUSES)}")
+        if not statuses:
+            return 0
+        sql = (f"UPDATE runs SET status = 'queued', error = NULL, host = NULL, pid = NULL, started = NULL, "
+               f"finished = NULL WHERE status IN ({', '.join('?' * len(statuses))})")
+        params: list[Any] = list(statuses)
+        if sweep is not None:
+            sql += " AND id IN (SELECT run FROM sweep_runs WHERE sweep = ?)"
+            params.append(sweep)
+        with _transaction(self._conn) as c:
+            return c.execute(sql, params).rowcount
+
+    def mark_running(self, run_id: str, host: str, pid: int, started: float | None = None) -> None:
+        """Record that `run_id` is being trained by process `pid` on `host`."""
+        with _transaction(self._conn) as c:
+            cur = c.execute("UPDATE runs SET status = 'running', host = ?, pid = ?, started = ?, error = NULL, "
+                            "finished = NULL WHERE id = ?",
+                            (host, pid, time.time() if started is None else started, run_id))
+            if cur.rowcount == 0:
+                raise ValueError(f"unknown run id {run_id!r}")
+
+    def finish_run(self, run_id: str, status: str, *, error: str | None = None, wall_time_s: float | None = None,
+                   steps_done: int | None = None, final_train_loss: float | None = None,
+                   final_test_loss: float | None = None, metrics: Sequence[tuple[int, str, str, float]] = (),
+                   finished: float | None = None, host: str | None = None) -> None:
+        """Record the outcome of a run and its metrics (step, split, name, value), in one transaction.
+
+        `status` is done, failed or diverged. The metrics replace any the run had from an earlier
+        attempt. Non-finite losses and metric values are stored as NULL. Raises ValueError for an
+        unknown status or run id (and then writes nothing)."""
+        if status not in FINISHED_STATUSES:
+            raise ValueError(f"unknown final status {status!r}; expected one of {', '.join(FINISHED_STATUSES)}")
+        with _transaction(self._conn) as c:
+            cur = c.execute(
+                "UPDATE runs SET status = ?, error = ?, wall_time_s = ?, steps_done = ?, final_train_loss = ?, "
+                "final_test_loss = ?, finished = ?, host = COALESCE(?, host) WHERE id = ?",
+                (status, error, _finite(wall_time_s), steps_done, _finite(final_train_loss),
+                 _finite(final_test_loss), time.time() if finished is None else finished, host, run_id))
+            if cur.rowcount == 0:
+                raise ValueError(f"unknown run id {run_id!r}")
+            # A retried run may log fewer steps than the failed attempt: drop the old curve entirely.
+            c.execute("DELETE FROM metrics WHERE run = ?", (run_id,))
+            c.executemany("INSERT OR REPLACE INTO metrics (run, step, split, name, value) VALUES (?, ?, ?, ?, ?)",
+                          ((run_id, int(step), split, name, _finite(value)) for step, split, name, value in metrics))
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def runs(self, sweep: str | None = None, status: str | None = None) -> list[dict]:
+        """All runs (of `sweep`, with `status`) as dicts with the config parsed, by created then id."""
+        sql, params = "SELECT * FROM runs WHERE 1", []
+        if sweep is not None:
+            sql += " AND id IN (SELECT run FROM sweep_runs WHERE sweep = ?)"
+            params.append(sweep)
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        return [_with_config(r) for r in self._conn.execute(sql + " ORDER BY created, rowid", params)]
+
+    def pending(self, sweep: str) -> list[tuple[str, dict]]:
+        """(id, config) of the sweep's queued runs, in the order the sweep queued them."""
+        rows = self._conn.execute(
+            "SELECT runs.id, runs.config FROM sweep_runs JOIN runs ON runs.id = sweep_runs.run "
+            "WHERE sweep_runs.sweep = ? AND runs.status = 'queued' ORDER BY sweep_runs.position", (sweep,))
+        return [(r["id"], json.loads(r["config"])) for r in rows]
+
+    def get_run(self, run_id_or_prefix: str) -> dict:
+        """The run with this id, or the only one whose id starts with it; with its "metrics" and the
+        "sweeps" it belongs to. StoreError if no run or several runs match."""
+        key = run_id_or_prefix
+        row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (key,)).fetchone()
+        if row is None and key:
+            matches = self._conn.execute("SELECT * FROM runs WHERE substr(id, 1, ?) = ? LIMIT 2",
+                                         (len(key), key)).fetchall()
+            if len(matches) > 1:
+                n = self._conn.execute("SELECT COUNT(*) FROM runs WHERE substr(id, 1, ?) = ?",
+                                       (len(key), key)).fetchone()[0]
+                raise StoreError(f"run id prefix {key!r} is ambiguous: it matches {n} runs in {self.path}")
+            row = matches[0] if matches else None
+        if row is None:
+            raise StoreError(f"no run with id or prefix {key!r} in {self.path}")
+        run = _with_config(row)
+        run["sweeps"] = [r[0] for r in self._conn.execute(
+            "SELECT sweep FROM sweep_runs WHERE run = ? ORDER BY sweep", (run["id"],))]
+        run["metrics"] = self.metrics(run["id"])
+        return run
+
+    def metrics(self, run_id: str) -> list[dict]:
+        """The run's metrics as dicts {step, split, name, value}, ordered by name, split, step."""
+        rows = self._conn.execute("SELECT step, split, name, value FROM metrics WHERE run = ? "
+                                  "ORDER BY name, split, step", (run_id,))
+        return [dict(r) for r in rows]
+
+    def sweeps(self) -> list[dict]:
+        """All sweeps as dicts {name, config, created, updated}, oldest first."""
+        rows = self._conn.execute("SELECT * FROM sweeps ORDER BY created, name")
+        return [_with_config(r) for r in rows]
+
+    def counts(self, sweep: str | None = None) -> dict[str, int]:
+        """Number of runs (of `sweep`) per status; every status is a key, zero included."""
+        sql, params = "SELECT status, COUNT(*) FROM runs", []
+        if sweep is not None:
+            sql += " WHERE id IN (SELECT run FROM sweep_runs WHERE sweep = ?)"
+            params.append(sweep)
+        counts = dict.fromkeys(STATUSES, 0)
+        counts.update({r[0]: r[1] for r in self._conn.execute(sql + " GROUP BY status", params)})
+        return counts
+
+
+# -- analysis: read-only access as pandas DataFrames ------------------------------------------------
+
+RUN_COLUMNS = ("id", "sweep", "status", "error", "host", "started", "finished", "wall_time_s", "n_params",
+               "n_params_non_embedding", "bits_per_weight", "train_flops", "samples_seen", "steps_done",
+               "final_train_loss", "final_test_loss")
+
+
+def load_runs(path: str | Path, sweep: str | None = None):
+    """One row per run (of `sweep`): the RUN_COLUMNS, the other runs columns (pid, created, ...), then
+    the config flattened into dotted columns ("model.width", "train.lr"). A config column whose name
+    clashes with a runs column is prefixed "config.". Read-only; StoreError if `path` is not a store."""
+    import pandas as pd
+
+    conn = _open_readonly(Path(path).expanduser())
+    try:
+        sql, params = "SELECT * FROM runs", []
+        if sweep is not None:
+            sql += " WHERE id IN (SELECT run FROM sweep_runs WHERE sweep = ?)"
+            params.append(sweep)
+        cur = conn.execute(sql + " ORDER BY created, rowid", params)
+        names = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    finally:
+        conn.close()
+    table = pd.DataFrame.from_records(rows, columns=names)
+    configs = pd.json_normalize([json.loads(c) for c in table.pop("config")], sep=".")
+    configs.columns = [f"config.{c}" if c in table.columns else c for c in configs.columns]
+    order = [c for c in RUN_COLUMNS if c in table.columns] + [c for c in table.columns if c not in RUN_COLUMNS]
+    return pd.concat([table[order], configs.set_axis(table.index)], axis=1)
+
+
+def load_metrics(path: str | Path, sweep: str | None = None):
+    """All metrics (of `sweep`'s runs) in long format: columns run, step, split, name, value."""
+    import pandas as pd
+
+    conn = _open_readonly(Path(path).expanduser())
+    try:
+        sql, params = "SELECT run, step, split, name, value FROM metrics", []
+        if sweep is not None:
+            sql += " WHERE run IN (SELECT run FROM sweep_runs WHERE sweep = ?)"
+            params.append(sweep)
+        rows = conn.execute(sql + " ORDER BY run, name, split, step", params).fetchall()
+    finally:
+        conn.close()
+    return pd.DataFrame.from_records(rows, columns=["run", "step", "split", "name", "value"])
+
+
+def _json_records(df) -> str:
+    def plain(v: Any) -> Any:
+        if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
+            v = v.item()  # numpy scalar -> Python
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    records = [{k: plain(v) for k, v in rec.items()} for rec in df.to_dict(orient="records")]
+    # json.dumps writes floats with repr, so values round-trip exactly (DataFrame.to_json rounds)
+    return json.dumps(records, indent=1, allow_nan=False, default=str) + "\n"
+
+
+def export_runs(path: str | Path, out: str | Path | None, fmt: str) -> str | None:
+    """Write load_runs(path) as csv, json (records; NaN -> null) or parquet.
+
+    With `out` a file path the file is written atomically and None is returned. With out=None the
+    csv/json text is written to stdout and also returned; parquet needs a file (ValueError)."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+    if fmt == "parquet":
+        if out is None:
+            raise ValueError("parquet export needs an output file")
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise StoreError("parquet export needs pyarrow: pip install 'bitscale[parquet]'") from None
+    df = load_runs(path)
+    if fmt == "parquet":
+        write: Callable[[str], None] = lambda tmp: df.to_parquet(tmp, index=False, engine="pyarrow")  # noqa: E731
+    else:
+        text = df.to_csv(index=False) if fmt == "csv" else _json_records(df)
+        if out is None:
+            sys.stdout.write(text)
+            return text
+        write = lambda tmp: Path(tmp).write_text(text)  # noqa: E731
+    target = Path(out).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return None
