@@ -32,6 +32,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/qat_overhead.py
+	$(PY) benchmarks/sweep_throughput.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

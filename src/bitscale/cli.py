@@ -311,9 +311,13 @@ def runs_show(
             r = db.get_run(run_id)
         except StoreError as e:
             fail(str(e))
+    from datetime import datetime
+
     metrics = r.pop("metrics")
     config = r.pop("config")
     for key, value in r.items():
+        if key in ("started", "finished", "created") and value is not None:
+            value = datetime.fromtimestamp(value).isoformat(sep=" ", timespec="seconds")
         console.print(f"[bold]{key}[/bold]: {value}", highlight=False)
     console.print("[bold]config[/bold]:", json.dumps(config, indent=2), highlight=False)
     table = Table(box=box.SIMPLE_HEAD, title="metrics")

@@ -95,3 +95,14 @@ def test_ray_executor_on_a_local_instance(tmp_path, sweep_file):
     assert report.count("done") == 4
     assert stored_losses(tmp_path / "ray.db") == reference_losses(specs)
     assert all(math.isfinite(o.final_test_loss) for o in report.outcomes)
+
+
+def test_batched_executor_matches_serial(tmp_path, sweep_file):
+    sweep, specs = load_sweep(sweep_file)
+    with make_executor("batched") as engine:
+        report = run_sweep(sweep, specs, tmp_path / "b.db", engine)
+    assert report.count("done") == 8
+    assert stored_losses(tmp_path / "b.db") == pytest.approx(reference_losses(specs), rel=1e-5)
+    with Store(tmp_path / "b.db") as store:
+        assert all(len(store.metrics(s.id)) == 2 * 4 for s in specs)  # train and test at steps 0, 20, 40, 60
+    assert not workdir_of(tmp_path / "b.db").exists() or not any(workdir_of(tmp_path / "b.db").iterdir())

@@ -264,8 +264,12 @@ class RayExecutor(Executor):
         self.ray = ray
         self.started_here = not ray.is_initialized()
         if self.started_here:
-            ray.init(address=address, num_cpus=num_cpus if address is None else None,
-                     include_dashboard=False, log_to_driver=False, configure_logging=False)
+            try:
+                ray.init(address=address, num_cpus=num_cpus if address is None else None,
+                         include_dashboard=False, log_to_driver=False, configure_logging=False)
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                where = f"the cluster at {address}" if address else "a local instance"
+                raise RuntimeError(f"ray: could not start or reach {where}: {' '.join(str(e).split())}") from None
         self.remote = ray.remote(num_cpus=1, max_retries=0)(execute)
         self.width = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
