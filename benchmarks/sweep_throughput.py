@@ -18,6 +18,10 @@ Where the time goes: at small widths a solo step is mostly per-operation overhea
 between the runs of a group. At large widths both paths are bound by the same arithmetic, two products
 of n_train x width x d multiply-adds per run and step (the batched path runs the solo BLAS kernels, which
 keeps it bit for bit equal), so the ratio falls towards the elementwise and bookkeeping work saved.
+The `products` column times those two products alone, R x steps times, beside the two paths: serial
+time divided by it bounds the ratio that any batched engine, exact or not, could reach at that width.
+The bound is tight at large widths, where each product is big enough to run near the machine's
+arithmetic rate, and loose at small ones, where a single product per step is mostly call overhead.
 """
 
 from __future__ import annotations
@@ -63,6 +67,23 @@ def time_batched(configs: list[RunConfig]) -> tuple[float, list]:
     return time.perf_counter() - start, results
 
 
+def time_products(width: int, runs: int, steps: int) -> float:
+    """Seconds for only the two products every training step of every run must compute: the hidden
+    pre-activations X W^T and the weight gradient G^T X (n_train x width x d multiply-adds each), with
+    no quantizer, nonlinearity, loss, optimizer or bookkeeping. No engine, batched or not, can beat it,
+    so serial time / this time bounds the ratio any batched engine could reach at this width."""
+    x = torch.randn(256, 16)
+    w = torch.randn(width, 16)
+    h = torch.empty(256, width)
+    g = torch.randn(256, width)
+    dw = torch.empty(width, 16)
+    start = time.perf_counter()
+    for _ in range(runs * steps):
+        torch.mm(x, w.t(), out=h)
+        torch.mm(g.t(), x, out=dw)
+    return time.perf_counter() - start
+
+
 def max_difference(a: list, b: list) -> float:
     worst = 0.0
     for x, y in zip(a, b):
@@ -92,23 +113,29 @@ def main() -> None:
     time_serial(warm)
     time_batched(warm)
 
-    header = f"{'width':>6}{'runs':>6}{'serial s':>11}{'batched s':>11}{'ratio':>8}{'max |dloss|':>14}"
+    header = f"{'width':>6}{'runs':>6}{'serial s':>11}{'batched s':>11}{'ratio':>8}{'products s':>12}{'bound':>8}{'max |dloss|':>14}"
     print(header)
-    total_serial = total_batched = 0.0
+    total_serial = total_batched = total_products = 0.0
     total_runs, worst = 0, 0.0
     for width in args.widths:
         configs = sweep_configs(width, args.seeds, args.steps)
         t_serial, serial = time_serial(configs)
         t_batched, batched = time_batched(configs)
+        t_products = time_products(width, len(configs), args.steps)
         diff = max_difference(serial, batched)
         total_serial, total_batched = total_serial + t_serial, total_batched + t_batched
+        total_products += t_products
         total_runs, worst = total_runs + len(configs), max(worst, diff)
-        ratio = t_serial / t_batched
-        print(f"{width:>6}{len(configs):>6}{t_serial:>11.2f}{t_batched:>11.2f}{ratio:>8.1f}{diff:>14.2e}")
+        ratio, bound = t_serial / t_batched, t_serial / t_products
+        print(
+            f"{width:>6}{len(configs):>6}{t_serial:>11.2f}{t_batched:>11.2f}{ratio:>8.1f}"
+            f"{t_products:>12.2f}{bound:>8.1f}{diff:>14.2e}"
+        )
     print(
-        f"{'all':>6}{total_runs:>6}{total_serial:>11.2f}{total_batched:>11.2f}"
-        f"{total_serial / total_batched:>8.1f}{worst:>14.2e}"
+        f"{'all':>6}{total_runs:>6}{total_serial:>11.2f}{total_batched:>11.2f}{total_serial / total_batched:>8.1f}"
+        f"{total_products:>12.2f}{total_serial / total_products:>8.1f}{worst:>14.2e}"
     )
+    print("ratio = serial / batched; bound = serial / products: the most any batched engine could reach")
 
 
 if __name__ == "__main__":

@@ -92,3 +92,11 @@ def test_unknown_executor_and_run(tmp_path, cli, sweep_file):
     assert cli("sweep", str(sweep_file), "--store", str(tmp_path / "s.db"), "--quiet")[0] == 0
     code, _, err = cli("runs", "show", "zzzz", "--store", str(tmp_path / "s.db"))
     assert code == 2 and "zzzz" in err
+
+
+def test_ray_address_where_nothing_listens_fails_fast(tmp_path, cli, sweep_file):
+    pytest.importorskip("ray")
+    code, _, err = cli("sweep", str(sweep_file), "--executor", "ray", "--address", "127.0.0.1:1", "--store", str(tmp_path / "s.db"))
+    assert code == 2 and "no cluster reachable at 127.0.0.1:1" in err
+    code, _, err = cli("sweep", str(sweep_file), "--executor", "ray", "--address", "nonsense", "--store", str(tmp_path / "s.db"))
+    assert code == 2 and "--address" in err

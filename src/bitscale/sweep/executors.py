@@ -247,6 +247,17 @@ class ProcessExecutor(Executor):
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT where nothing listens (ray.init would keep retrying for minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RuntimeError(f"--address: expected 'auto' or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise RuntimeError(f"ray: no cluster reachable at {address}: {e.strerror or e}") from None
+
+
 class RayExecutor(Executor):
     """Ray tasks, one CPU-bound run each; at most as many in flight as the cluster has CPUs.
 
@@ -261,6 +272,8 @@ class RayExecutor(Executor):
             import ray
         except ImportError:
             raise RuntimeError("the ray executor needs Ray: pip install 'bitscale[ray]'") from None
+        if address not in (None, "auto"):
+            _check_reachable(address)
         self.ray = ray
         self.started_here = not ray.is_initialized()
         if self.started_here:
