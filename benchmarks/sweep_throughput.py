@@ -76,11 +76,11 @@ def time_products(width: int, runs: int, steps: int) -> float:
     w = torch.randn(width, 16)
     h = torch.empty(256, width)
     g = torch.randn(256, width)
-    dw = torch.empty(width, 16)
+    dw_t = torch.empty(16, width)
     start = time.perf_counter()
     for _ in range(runs * steps):
         torch.mm(x, w.t(), out=h)
-        torch.mm(g.t(), x, out=dw)
+        torch.mm(x.t(), g, out=dw_t)  # (G^T X)^T = X^T G: the faster kernel for these shapes
     return time.perf_counter() - start
 
 
