@@ -29,6 +29,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -39,6 +40,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+
+from ..atomic import atomic_write
 
 FORMAT = "bitscale-store"
 STATUSES = ("queued", "running", "done", "failed", "diverged")
@@ -515,10 +518,8 @@ def export_runs(path: str | Path, out: str | Path | None, fmt: str) -> str | Non
     if fmt == "parquet":
         if out is None:
             raise ValueError("parquet export needs an output file")
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise StoreError("parquet export needs pyarrow: pip install 'bitscale[parquet]'") from None
+        if importlib.util.find_spec("pyarrow") is None:
+            raise StoreError("parquet export needs pyarrow: pip install 'bitscale[parquet]'")
     df = load_runs(path)
     if fmt == "parquet":
         write: Callable[[str], None] = lambda tmp: df.to_parquet(tmp, index=False, engine="pyarrow")  # noqa: E731
@@ -528,14 +529,5 @@ def export_runs(path: str | Path, out: str | Path | None, fmt: str) -> str | Non
             sys.stdout.write(text)
             return text
         write = lambda tmp: Path(tmp).write_text(text)  # noqa: E731
-    target = Path(out).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(Path(out).expanduser(), write)
     return None

@@ -10,13 +10,12 @@ so a reader sees the old file or the new one, never half of one. Nothing is ever
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .atomic import atomic_write, atomic_write_json
+from ..atomic import atomic_write, atomic_write_json
 from .loop import RunResult
 from .run import RunConfig, build_model
 

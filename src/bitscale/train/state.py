@@ -24,7 +24,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 
 STATE_FORMAT = "bitscale-train-state-1"
 

@@ -150,19 +150,14 @@ class Ensemble:
             dloss/dW   = STE(dloss/dW_q)
         """
         k, n, _ = xq.shape
-        m = self.width
-        W, a = self.params["hidden.weight"], self.params["a"]
+        a = self.params["a"]
         gwq = self.grad_buffers["hidden.weight"]
         ga = self.grad_buffers.get("a")
         losses = torch.empty(k)
         chunk = self._chunk(n)
         for lo in range(0, k, chunk):
             hi = min(k, lo + chunk)
-            f = self._scratch("f", (hi - lo, n, m))
-            linear(xq[lo:hi], self._weight_values(lo, hi), out=f)
-            f.relu_()
-            diff = mv(f, a[lo:hi]).mul_(self.c[lo:hi, None]).sub_(y[lo:hi])
-            torch.mean(diff.square(), dim=1, out=losses[lo:hi])
+            f, diff = self._chunk_forward(xq, y, lo, hi, losses)
             g = diff.mul_(2.0 / n).mul_(self.c[lo:hi, None])
             if ga is not None:
                 mv_grad_vec(f, g, out=ga[lo:hi])
@@ -180,20 +175,23 @@ class Ensemble:
             self.grads["a"] = ga
         return losses
 
+    def _chunk_forward(self, xq: Tensor, y: Tensor, lo: int, hi: int, losses: Tensor) -> tuple[Tensor, Tensor]:
+        """Members lo..hi: the hidden activations f = relu(x W_q^T) (in the reused scratch buffer) and the
+        residuals c * (f a) - y; each member's mean squared error goes into losses[lo:hi]."""
+        f = self._scratch("f", (hi - lo, xq.shape[1], self.width))
+        linear(xq[lo:hi], self._weight_values(lo, hi), out=f)
+        f.relu_()
+        diff = mv(f, self.params["a"][lo:hi]).mul_(self.c[lo:hi, None]).sub_(y[lo:hi])
+        torch.mean(diff.square(), dim=1, out=losses[lo:hi])
+        return f, diff
+
     @torch.no_grad()
     def _fast_eval(self, xq: Tensor, y: Tensor) -> Tensor:
-        k, n, _ = xq.shape
-        m = self.width
-        a = self.params["a"]
+        k, n = xq.shape[0], xq.shape[1]
         losses = torch.empty(k)
         chunk = self._chunk(n)
         for lo in range(0, k, chunk):
-            hi = min(k, lo + chunk)
-            h = self._scratch("f", (hi - lo, n, m))
-            linear(xq[lo:hi], self._weight_values(lo, hi), out=h)
-            h.relu_()
-            diff = mv(h, a[lo:hi]).mul_(self.c[lo:hi, None]).sub_(y[lo:hi])
-            torch.mean(diff.square(), dim=1, out=losses[lo:hi])
+            self._chunk_forward(xq, y, lo, min(k, lo + chunk), losses)
         return losses
 
     # -- everything else: autograd on the stacked model ----------------------------------------------

@@ -6,7 +6,7 @@ optimizer state are zeroed and its learning rate set to 0, so it stays finite an
 
 Checkpoints (``checkpoint_path``): every ``checkpoint_every`` steps the whole stacked state (parameters,
 optimizer state, each member's batch-generator state and permutation, the step, the curves so far and each
-member's status) is written to one safetensors file, atomically (`bitscale.train.atomic.atomic_write`).
+member's status) is written to one safetensors file, atomically (`bitscale.atomic.atomic_write`).
 A call that finds the file resumes from it and gives the same results as an uninterrupted call; the file is
 deleted when the group finishes. Nothing is ever unpickled.
 """
@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ...quant import resolve_config
-from ...train.atomic import atomic_write
+from ...atomic import atomic_write
 from ...train.loop import RunResult
 from ...train.run import RunConfig
 from .ensemble import Ensemble
