@@ -1,0 +1,174 @@
+"""Log-log plots of scaling-law fits: observed loss against one variable, the fitted curves, bootstrap
+bands and held-out points, with every fit's extrapolation error stated beside it in the legend.
+
+    plot_fits(datasets, fits, "fits.png", x="N", boots=[...], holdouts=[...])
+
+Each dataset gets one colour. Filled markers are the points the fit used; open markers are the points a
+holdout check left out (`HoldoutResult.held_out`). A curve runs over the data's range of `x` and on to 2x
+its largest value, the part beyond the data drawn fainter: that stretch is extrapolation.
+
+What the curve holds fixed. A law usually has variables besides `x` (D next to N in Chinchilla, Q in the
+precision-multiplier law). The plot draws one curve per distinct combination of those other variables
+present in the data, so a sweep over N at fixed D, or a joint fit over precisions, shows each slice at
+its true values (each slice has its own line style and point marker, and each curve is labelled at its
+end). When there are more than MAX_SLICES combinations (e.g. iso-FLOP data, where D changes with every
+N) a single curve is drawn with the numeric variables at their median and the categorical one at its
+most common label, and the fit's prediction at each point's own values is marked with an x.
+
+Bands: the central `boot.level` percentile range (e.g. 2.5th-97.5th for level 0.95) of the predicted
+loss across the bootstrap samples, at each point of the curve.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..atomic import atomic_write
+from .data import LawData, LawDataError, is_categorical
+
+MAX_SLICES = 6
+EXTEND = 2.0  # the curve goes on to EXTEND x the largest x in the data
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+_STYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
+
+
+def _slices(data: LawData, variables: Sequence[str], x: str) -> tuple[list[dict[str, Any]], bool]:
+    """The values of the other variables for each curve, and whether they are medians (see the module
+    docstring)."""
+    others = [v for v in variables if v != x and v in data.x]
+    if not others:
+        return [{}], False
+    rows = sorted({tuple(data.x[v][i] for v in others) for i in range(data.n)}, key=lambda r: tuple(map(str, r)))
+    if len(rows) <= MAX_SLICES:
+        return [dict(zip(others, row)) for row in rows], False
+    fixed: dict[str, Any] = {}
+    for v in others:
+        values = data.x[v]
+        if is_categorical(values):
+            labels, counts = np.unique(values.astype(str), return_counts=True)
+            fixed[v] = labels[np.argmax(counts)]
+        else:
+            fixed[v] = float(np.median(values))
+    return [fixed], True
+
+
+def _slice_label(fixed: dict[str, Any], median: bool) -> str:
+    parts = [f"{k}={v}" if isinstance(v, str) else f"{k}={float(v):.3g}" for k, v in fixed.items()]
+    return ("median " if median and parts else "") + ", ".join(parts)
+
+
+def _band(law: Any, fit: Any, boot: Any, grid: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Percentile band of the predicted loss across bootstrap samples, or None without usable samples."""
+    names = [k for k in boot.samples if k in fit.params]
+    if not names:
+        return None
+    samples = np.column_stack([np.asarray(boot.samples[k], dtype=float) for k in names])
+    samples = samples[np.all(np.isfinite(samples), axis=1)]
+    if len(samples) < 2:
+        return None
+    with np.errstate(all="ignore"):
+        # each sample on top of the fit's params: keeps their order (the reference category first)
+        preds = np.array([law.predict({**fit.params, **dict(zip(names, map(float, row)))}, grid)
+                          for row in samples])
+    tail = 100 * (1 - boot.level) / 2
+    lo, hi = np.nanpercentile(preds, [tail, 100 - tail], axis=0)
+    return lo, hi
+
+
+def _legend_label(data: LawData, fit: Any, holdout: Any) -> str:
+    name = data.label or "data"
+    if holdout is None:
+        return f"{name}: {fit.law} fit (no held-out check)"
+    err = holdout.mean_abs_relative_error
+    held = int(np.sum(holdout.held_out))
+    return f"{name}: {fit.law} fit, held-out |rel. err| {100 * err:.2f}% ({held} pts)"
+
+
+def _draw(ax: Any, data: LawData, fit: Any, boot: Any, held: Any, x: str, color: str) -> None:
+    """Points, curves, bands and slice labels of one (dataset, fit) pair in one colour."""
+    from .forms import get_law
+
+    law = get_law(fit.law)
+    xs = data.x[x]
+    out = np.zeros(data.n, dtype=bool) if held is None else np.asarray(held.held_out, dtype=bool)
+    positive = xs[xs > 0]
+    grid_x = np.geomspace(positive.min(), EXTEND * positive.max(), 200)
+    inside = grid_x <= positive.max()
+    slices, median = _slices(data, law.variables, x)
+    if median:  # the curve is one cut through the data: also show the fit at each point's own values
+        ax.scatter(xs, fit.predict(data.x), marker="x", color=color, s=16, lw=0.8, alpha=0.7, zorder=2,
+                   label=f"{data.label or 'data'}: fit at each point")
+    for j, fixed in enumerate(slices):
+        mine = np.ones(data.n, dtype=bool)
+        if not median:
+            for v, value in fixed.items():
+                mine &= data.x[v] == value
+        marker = _MARKERS[j % len(_MARKERS)]
+        ax.scatter(xs[mine & ~out], data.loss[mine & ~out], color=color, marker=marker, s=20, zorder=3)
+        ax.scatter(xs[mine & out], data.loss[mine & out], facecolors="none", edgecolors=color, marker=marker,
+                   s=44, linewidths=1.4, zorder=3,
+                   label=f"{data.label or 'data'}: held out" if j == 0 and out.any() else None)
+
+        grid = {x: grid_x}
+        for v, value in fixed.items():
+            grid[v] = np.full(len(grid_x), value, dtype=object if isinstance(value, str) else float)
+        pred = fit.predict(grid)
+        style = _STYLES[j % len(_STYLES)]
+        ax.plot(grid_x[inside], pred[inside], color=color, linestyle=style, lw=1.6,
+                label=_legend_label(data, fit, held) if j == 0 else None)
+        ax.plot(grid_x[~inside], pred[~inside], color=color, linestyle=style, lw=1.2, alpha=0.5)
+        band = _band(law, fit, boot, grid) if boot is not None else None
+        if band is not None:
+            ax.fill_between(grid_x, band[0], band[1], color=color, alpha=0.15, lw=0)
+        text = _slice_label(fixed, median)
+        if text:
+            ax.annotate(text, (grid_x[-1], pred[-1]), fontsize=7, color=color, xytext=(3, 0),
+                        textcoords="offset points", va="center")
+
+
+def plot_fits(datasets: Sequence[LawData], fits: Sequence[Any], path: str | os.PathLike, *, x: str = "N",
+              boots: Sequence[Any] | None = None, holdouts: Sequence[Any] | None = None,
+              title: str | None = None) -> Path:
+    """Write a log-log PNG of loss against variable `x` for each (dataset, fit) pair; return its path.
+
+    `boots[i]` (BootstrapResult or None) adds a band around fit i; `holdouts[i]` (HoldoutResult or
+    None) marks its held-out points open and puts its mean |relative error| in the legend. The file is
+    written atomically (temporary file in the same directory, then os.replace)."""
+    # A bare Figure renders with the Agg canvas: no pyplot, no global backend switch, no display.
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure
+
+    n = len(datasets)
+    boots = list(boots) if boots is not None else [None] * n
+    holdouts = list(holdouts) if holdouts is not None else [None] * n
+    if not (len(fits) == len(boots) == len(holdouts) == n):
+        raise ValueError(f"plot_fits: got {n} datasets, {len(fits)} fits, {len(boots)} boots and "
+                         f"{len(holdouts)} holdouts; expected one of each per dataset")
+    if n == 0:
+        raise LawDataError("plot: nothing to plot (no datasets)")
+
+    fig = Figure(figsize=(7.5, 5.5))
+    ax = fig.add_subplot()
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (data, fit, boot, held) in enumerate(zip(datasets, fits, boots, holdouts)):
+        if x not in data.x or is_categorical(data.x[x]):
+            have = ", ".join(v for v in data.x if not is_categorical(data.x[v]))
+            raise LawDataError(f"plot: x variable {x!r} is not a numeric variable of '{data.label}' (have: {have})")
+        _draw(ax, data, fit, boot, held, x, colors[i % len(colors)])
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel("loss")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.25)
+    # below the axes, so that no number of fits hides the data; bbox_inches="tight" makes room for it
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.12), frameon=False)
+    path = Path(path).expanduser()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    return path
