@@ -14,21 +14,6 @@ def bitscale(*args):
     return subprocess.run([sys.executable, "-m", "bitscale.cli", *args], capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """The same entry point in this process (fast): returns (exit code, stdout, stderr)."""
-    from bitscale.cli import main
-
-    def invoke(*args):
-        monkeypatch.setattr(sys, "argv", ["bitscale", *args])
-        with pytest.raises(SystemExit) as exit_:
-            main()
-        out, err = capsys.readouterr()
-        return exit_.value.code or 0, out, err
-
-    return invoke
-
-
 def test_sweep_list_show_export(tmp_path, cli, sweep_file):
     db = tmp_path / "s.db"
     proc = bitscale("sweep", str(sweep_file), "--store", str(db), "--quiet")
