@@ -33,6 +33,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/qat_overhead.py
 	$(PY) benchmarks/sweep_throughput.py
+	$(PY) benchmarks/bootstrap_fit.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

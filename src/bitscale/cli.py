@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -332,6 +333,7 @@ def runs_show(
 def runs_export(
     format: str = typer.Option("csv", "--format", help="csv | parquet | json"),
     out: Optional[Path] = typer.Option(None, help="output file; default stdout (csv and json only)"),
+    sweep: Optional[str] = typer.Option(None, help="only this sweep's runs"),
     store: Path = typer.Option(DEFAULT_STORE, help="results store"),
 ) -> None:
     """One row per run, config flattened to dotted columns (model.width, train.lr, ...)."""
@@ -343,7 +345,7 @@ def runs_export(
         fail("--format parquet needs --out FILE")
     open_store(store).close()
     try:
-        export_runs(store, out, format)  # csv/json without --out go to stdout
+        export_runs(store, out, format, sweep)  # csv/json without --out go to stdout
     except StoreError as e:
         fail(str(e))
     if out is not None:
@@ -406,7 +408,7 @@ def fit_command(
     if json_out:
         print(json.dumps([a.to_dict() for a in analyses], indent=2, allow_nan=False))
         return
-    console.print(f"[bold]{form.name}[/bold]: {form.formula}  ({form.citation})", highlight=False)
+    console.print(f"[bold]{form.name}[/bold]: {escape(form.formula)}  ({escape(form.citation)})", highlight=False)
     for a in analyses:
         print_analysis(a)
     if plot is not None:
@@ -419,7 +421,7 @@ def print_analysis(a) -> None:
     check = f"held-out ({', '.join(held['kind'])}, {held['n_held_out']} points): mean |rel. error| " + (
         "-" if error is None else f"{100 * error:.2f}%"
     )
-    table = Table(title=f"{a.label or 'all'}: {a.fit.n_points} points, objective {a.fit.objective:.4g}",
+    table = Table(title=escape(f"{a.label or 'all'}: {a.fit.n_points} points, objective {a.fit.objective:.4g}"),
                   caption=check, box=box.SIMPLE_HEAD)
     level = f"{100 * a.boot.level:.0f}% interval" if a.boot else "interval"
     for column in ("parameter", "estimate", level, "std. error"):
@@ -428,10 +430,10 @@ def print_analysis(a) -> None:
         lo, hi = a.boot.intervals.get(name, (math.nan, math.nan)) if a.boot else (math.nan, math.nan)
         se = a.boot.std_errors.get(name, math.nan) if a.boot else math.nan
         interval = "-" if math.isnan(lo) else f"[{lo:.4g}, {hi:.4g}]"
-        table.add_row(name, f"{value:.4g}", interval, "-" if math.isnan(se) else f"{se:.3g}")
+        table.add_row(escape(name), f"{value:.4g}", interval, "-" if math.isnan(se) else f"{se:.3g}")
     console.print(table)
     for key, value in a.derived.items():
-        console.print(f"  {key}: {value}", highlight=False)
+        console.print(f"  {key}: {value}", highlight=False, markup=False)
 
 
 def main() -> None:

@@ -508,8 +508,8 @@ def _json_records(df) -> str:
     return json.dumps(records, indent=1, allow_nan=False, default=str) + "\n"
 
 
-def export_runs(path: str | Path, out: str | Path | None, fmt: str) -> str | None:
-    """Write load_runs(path) as csv, json (records; NaN -> null) or parquet.
+def export_runs(path: str | Path, out: str | Path | None, fmt: str, sweep: str | None = None) -> str | None:
+    """Write load_runs(path, sweep) as csv, json (records; NaN -> null) or parquet.
 
     With `out` a file path the file is written atomically and None is returned. With out=None the
     csv/json text is written to stdout and also returned; parquet needs a file (ValueError)."""
@@ -520,7 +520,7 @@ def export_runs(path: str | Path, out: str | Path | None, fmt: str) -> str | Non
             raise ValueError("parquet export needs an output file")
         if importlib.util.find_spec("pyarrow") is None:
             raise StoreError("parquet export needs pyarrow: pip install 'bitscale[parquet]'")
-    df = load_runs(path)
+    df = load_runs(path, sweep)
     if fmt == "parquet":
         write: Callable[[str], None] = lambda tmp: df.to_parquet(tmp, index=False, engine="pyarrow")  # noqa: E731
     else:
