@@ -355,7 +355,7 @@ def runs_export(
 @app.command("fit")
 def fit_command(
     law: str = typer.Option(..., "--law", help="chinchilla | kaplan | power | curve | precision | precision_multiplier | scale_time | ntk"),
-    store: Optional[Path] = typer.Option(None, help="fit the runs of this results store"),
+    store: Optional[Path] = typer.Option(None, help=f"fit the runs of this results store (default {DEFAULT_STORE} unless --csv)"),
     sweep: Optional[str] = typer.Option(None, help="only this sweep's runs (with --store)"),
     by: Optional[str] = typer.Option(None, help="one fit per value of this config key, e.g. model.quant"),
     csv: Optional[Path] = typer.Option(None, "--csv", help="fit the rows of this CSV file instead"),
@@ -377,8 +377,10 @@ def fit_command(
 
     from .laws import LawDataError, analyze, from_csv, from_store, get_law, parse_columns
 
-    if (store is None) == (csv is None):
-        fail("give exactly one of --store DB or --csv FILE")
+    if store is not None and csv is not None:
+        fail("give --store DB or --csv FILE, not both")
+    if csv is None and store is None:
+        store = DEFAULT_STORE
     if csv is not None and not columns:
         fail("--csv needs --columns, e.g. N=params,D=tokens,loss=loss")
     if loss not in ("huber", "lsq"):
@@ -418,9 +420,12 @@ def fit_command(
 def print_analysis(a) -> None:
     held = a.to_dict()["holdout"]
     error = held["mean_abs_relative_error"]
-    check = f"held-out ({', '.join(held['kind'])}, {held['n_held_out']} points): mean |rel. error| " + (
-        "-" if error is None else f"{100 * error:.2f}%"
-    )
+    if not held["kind"]:
+        check = "held-out check: none (--holdout none): this fit's extrapolation error is unknown"
+    else:
+        check = f"held-out ({', '.join(held['kind'])}, {held['n_held_out']} points): mean |rel. error| " + (
+            "-" if error is None else f"{100 * error:.2f}%"
+        )
     table = Table(title=escape(f"{a.label or 'all'}: {a.fit.n_points} points, objective {a.fit.objective:.4g}"),
                   caption=check, box=box.SIMPLE_HEAD)
     level = f"{100 * a.boot.level:.0f}% interval" if a.boot else "interval"

@@ -74,7 +74,8 @@ def test_degenerate_input_is_one_line_exit_2(cli, tmp_path, columns, csv_text, e
 
 
 def test_usage_errors(cli, tmp_path, chinchilla_csv):
-    assert "exactly one of" in cli("fit", "--law", "chinchilla")[2]
+    both = cli("fit", "--law", "chinchilla", "--store", "a.db", "--csv", str(chinchilla_csv), "--columns", "N=params")
+    assert both[0] == 2 and "not both" in both[2]
     code, _, err = cli("fit", "--law", "nope", "--csv", str(chinchilla_csv), "--columns", "N=params,loss=val_loss")
     assert code == 2 and "chinchilla" in err  # lists the known laws
     code, _, err = cli("fit", "--law", "power_N", "--store", str(tmp_path / "missing.db"))
@@ -87,3 +88,19 @@ def test_real_entry_point_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bitscale.cli", "fit", "--law", "power_N", "--csv", str(path),
                            "--columns", "N=params,loss=val_loss"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.startswith("error: ")
+
+
+def test_scale_time_reports_collapse_and_small_to_large(cli, sweep_store):
+    code, out, err = cli("fit", "--law", "scale_time", "--store", str(sweep_store), "--curves", "--split", "train",
+                         "--by", "model.quant", "--json")
+    assert code == 0, err
+    for analysis in json.loads(out):
+        keys = " ".join(analysis["derived"])
+        assert "collapse" in keys and "predicted from the smaller ones" in keys
+        assert analysis["n_points"] == 8 * 3  # 8 runs x evaluations at steps 20, 40, 60
+
+
+def test_holdout_none_says_the_error_is_unknown(cli, chinchilla_csv):
+    code, out, _ = cli("fit", "--law", "chinchilla", "--csv", str(chinchilla_csv), "--holdout", "none",
+                       "--columns", "N=params,D=flops/(6*N),loss=val_loss")
+    assert code == 0 and "extrapolation error is unknown" in out

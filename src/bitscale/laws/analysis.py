@@ -123,4 +123,26 @@ def analyze(
             raise LawDataError("--holdout groups needs groups (e.g. seeds) in the data")
         result.holdouts = leave_one_group_out(form, data, **fit_options)
     result.derived = derived.answers(form.name, fit, result.boot, data)
+    if form.name == "scale_time":
+        result.derived.update(_scale_time_answers(data, **fit_options))
     return result
+
+
+def _scale_time_answers(data: LawData, **fit_options: Any) -> dict[str, Any]:
+    """How well curves of different sizes collapse onto one curve of p*t, and how well the small models
+    predict the largest (Boopathy & Fiete 2024; see scale_time.py)."""
+    from .derived import Answer
+    from .scale_time import collapse, predict_from_small
+
+    if len(np.unique(data.x["p"])) < 2:
+        return {}
+    c = collapse(data, **fit_options)
+    small = predict_from_small(data, **fit_options)
+    return {
+        "collapse (rms joint / rms per size, ~1 = collapses)": Answer(
+            ratio=_finite(c.ratio), spread_of_log_loss=_finite(c.spread)
+        ),
+        f"largest size p={small.size:g} predicted from the smaller ones": Answer(
+            mean_abs_relative_error=_finite(small.mean_abs_relative_error)
+        ),
+    }
