@@ -1,0 +1,89 @@
+"""Plots of the theory study (matplotlib, Agg; each PNG written atomically)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..atomic import atomic_write
+
+
+def _save(fig: Figure, path: Path) -> str:
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    return path.name
+
+
+def _mean_by(rows: list[dict[str, Any]], keys: tuple[str, ...], x: str, y: str) -> dict[tuple, tuple]:
+    """{key values: (sorted x, mean y over the other columns, std y)}."""
+    groups: dict[tuple, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        groups[tuple(r[k] for k in keys)][r[x]].append(r[y])
+    out = {}
+    for key, by_x in groups.items():
+        xs = sorted(by_x)
+        out[key] = (np.array(xs), np.array([np.mean(by_x[v]) for v in xs]), np.array([np.std(by_x[v]) for v in xs]))
+    return out
+
+
+def _loglog(ax, series: dict[tuple, tuple], label) -> None:
+    for key, (xs, ys, sd) in sorted(series.items()):
+        ax.errorbar(xs, ys, yerr=sd, marker="o", capsize=3, label=label(key))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def plot_study(out: Path, kernel_rows, gen_rows, kappa_rows, ntk_rows, traces, cfg) -> list[str]:
+    names = []
+
+    fig = Figure(figsize=(11, 4))
+    for ax, (y, title) in zip(fig.subplots(1, 2), (("movement_end", "relative kernel movement ||H(T)-H(0)||/||H(0)||"),
+                                                   ("linearized_distance_end", "distance from the linearized model"))):
+        _loglog(ax, _mean_by(kernel_rows, ("target", "precision"), "width", y), lambda k: f"{k[0]}, {k[1]}")
+        ax.set_xlabel("width m")
+        ax.set_title(title, fontsize=9)
+    names.append(_save(fig, out / "kernel_vs_width.png"))
+
+    fig = Figure(figsize=(11, 4))
+    for ax, y in zip(fig.subplots(1, 2), ("mean_abs", "mean_rel")):
+        _loglog(ax, _mean_by(gen_rows, ("target",), "width", y), lambda k: k[0])
+        ax.set_xlabel("width m")
+        ax.set_title(f"generalization difference: {y} |f_1bit - f_fp32| on test inputs", fontsize=9)
+    names.append(_save(fig, out / "gendiff_vs_width.png"))
+
+    fig = Figure(figsize=(11, 4))
+    for ax, y in zip(fig.subplots(1, 2), ("mean_abs", "mean_rel")):
+        _loglog(ax, _mean_by(kappa_rows, ("target",), "kappa", y), lambda k: k[0])
+        ax.set_xlabel("kappa (output scale)")
+        ax.set_title(f"{y} difference vs kappa at m={cfg.kappa_width}", fontsize=9)
+    names.append(_save(fig, out / "gendiff_vs_kappa.png"))
+
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    seed = cfg.seeds[0]
+    for ax, precision in zip(axes, (cfg.quant, "fp32")):
+        for (target, width, s, p), trace in sorted(traces.items()):
+            if s != seed or p != precision or target != f"{cfg.targets[0].function}-d{cfg.targets[0].d}":
+                continue
+            line = ax.plot(trace.steps, trace.train_loss, marker="o", label=f"m={width} measured")[0]
+            ax.plot(trace.steps, trace.predicted_loss, linestyle="--", color=line.get_color(), label=f"m={width} linearized")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(f"{precision}: training loss vs the kernel's prediction", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    names.append(_save(fig, out / "convergence.png"))
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    _loglog(ax, _mean_by(ntk_rows, ("target", "precision"), "width", "relative_error"), lambda k: f"{k[0]}, {k[1]}")
+    ax.set_xlabel("width m")
+    ax.set_title("empirical NTK at init vs the analytic limit (relative Frobenius error)", fontsize=9)
+    names.append(_save(fig, out / "ntk_vs_analytic.png"))
+    return names
