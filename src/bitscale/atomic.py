@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,8 +15,15 @@ def atomic_write(path: "str | Path", write: Callable[[str], None]) -> None:
     """Call write(tmp_path) on a temporary file next to `path`, then rename it onto `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    # Not tempfile.mkstemp: it creates files with mode 0600, and the final file keeps its temp file's
+    # mode. O_EXCL with 0666 gives the mode a normal open() would (the umask applies).
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         write(tmp)
         os.replace(tmp, path)

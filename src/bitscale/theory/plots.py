@@ -73,9 +73,11 @@ def plot_study(out: Path, kernel_rows, gen_rows, kappa_rows, ntk_rows, traces, c
                 continue
             line = ax.plot(trace.steps, trace.train_loss, marker="o", label=f"m={width} measured")[0]
             ax.plot(trace.steps, trace.predicted_loss, linestyle="--", color=line.get_color(), label=f"m={width} linearized")
+            ax.plot(trace.steps, trace.loss_bound, linestyle=":", color=line.get_color(),
+                    label=f"m={width} rate bound L0 (1 - 2 eta lmin / n)^2t")
         ax.set_yscale("log")
         ax.set_xlabel("step")
-        ax.set_title(f"{precision}: training loss vs the kernel's prediction", fontsize=9)
+        ax.set_title(f"{precision}: training loss, the linearized model's, and the lambda_min rate", fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     names.append(_save(fig, out / "convergence.png"))
