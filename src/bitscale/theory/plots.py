@@ -42,27 +42,22 @@ def _loglog(ax, series: dict[tuple, tuple], label) -> None:
 def plot_study(out: Path, kernel_rows, gen_rows, kappa_rows, ntk_rows, traces, cfg) -> list[str]:
     names = []
 
-    fig = Figure(figsize=(11, 4))
-    for ax, (y, title) in zip(fig.subplots(1, 2), (("movement_end", "relative kernel movement ||H(T)-H(0)||/||H(0)||"),
-                                                   ("linearized_distance_end", "distance from the linearized model"))):
-        _loglog(ax, _mean_by(kernel_rows, ("target", "precision"), "width", y), lambda k: f"{k[0]}, {k[1]}")
-        ax.set_xlabel("width m")
-        ax.set_title(title, fontsize=9)
-    names.append(_save(fig, out / "kernel_vs_width.png"))
-
-    fig = Figure(figsize=(11, 4))
-    for ax, y in zip(fig.subplots(1, 2), ("mean_abs", "mean_rel")):
-        _loglog(ax, _mean_by(gen_rows, ("target",), "width", y), lambda k: k[0])
-        ax.set_xlabel("width m")
-        ax.set_title(f"generalization difference: {y} |f_1bit - f_fp32| on test inputs", fontsize=9)
-    names.append(_save(fig, out / "gendiff_vs_width.png"))
-
-    fig = Figure(figsize=(11, 4))
-    for ax, y in zip(fig.subplots(1, 2), ("mean_abs", "mean_rel")):
-        _loglog(ax, _mean_by(kappa_rows, ("target",), "kappa", y), lambda k: k[0])
-        ax.set_xlabel("kappa (output scale)")
-        ax.set_title(f"{y} difference vs kappa at m={cfg.kappa_width}", fontsize=9)
-    names.append(_save(fig, out / "gendiff_vs_kappa.png"))
+    panels = [
+        ("kernel_vs_width.png", kernel_rows, ("target", "precision"), "width", "width m", [
+            ("movement_end", "relative kernel movement ||H(T)-H(0)||/||H(0)||"),
+            ("linearized_distance_end", "distance from the linearized model")]),
+        ("gendiff_vs_width.png", gen_rows, ("target",), "width", "width m", [
+            (y, f"generalization difference: {y} |f_1bit - f_fp32| on test inputs") for y in ("mean_abs", "mean_rel")]),
+        ("gendiff_vs_kappa.png", kappa_rows, ("target",), "kappa", "kappa (output scale)", [
+            (y, f"{y} difference vs kappa at m={cfg.kappa_width}") for y in ("mean_abs", "mean_rel")]),
+    ]
+    for name, rows, keys, x, xlabel, columns in panels:
+        fig = Figure(figsize=(11, 4))
+        for ax, (y, title) in zip(fig.subplots(1, 2), columns):
+            _loglog(ax, _mean_by(rows, keys, x, y), lambda k: ", ".join(str(v) for v in k))
+            ax.set_xlabel(xlabel)
+            ax.set_title(title, fontsize=9)
+        names.append(_save(fig, out / name))
 
     fig = Figure(figsize=(11, 4))
     axes = fig.subplots(1, 2)
