@@ -1,0 +1,82 @@
+"""The app, its consoles, and the helpers every command shares."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+app = typer.Typer(
+    name="bitscale",
+    help="Train, scale and run 1-bit and ternary neural networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Rich assumes 80 columns when output is not a terminal; the demo's table needs a little more.
+console = Console() if sys.stdout.isatty() else Console(width=110)
+err_console = Console(stderr=True)
+
+
+class UserError(Exception):
+    """A mistake in the user's input: reported as one line, exit code 2."""
+
+
+def fail(message: str) -> None:
+    raise UserError(message)
+
+
+def load_run_config(path: Path):
+    from ..train import RunConfig, format_validation_error
+
+    if not path.is_file():
+        fail(f"{path}: no such file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        fail(f"{path}: not a UTF-8 text file")
+    except tomllib.TOMLDecodeError as e:
+        fail(f"{path}: invalid TOML: {e}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        fail(format_validation_error(e, str(path)))
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def progress_bar_with_failures() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed/diverged"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+DEFAULT_STORE = Path("runs/bitscale.db")

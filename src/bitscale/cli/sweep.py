@@ -1,0 +1,186 @@
+"""`bitscale sweep` and `bitscale runs list|show|export`: many runs and the results store."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich import box
+from rich.table import Table
+
+from .common import app, console, DEFAULT_STORE, err_console, fail, progress_bar_with_failures
+
+
+@app.command("sweep")
+def sweep_command(
+    config: Path = typer.Argument(..., help="sweep file (TOML: [base] run config, [grid] and [[zip]] axes)"),
+    store: Path = typer.Option(DEFAULT_STORE, help="results store (SQLite); created if missing"),
+    executor: str = typer.Option("serial", help="serial | processes | batched | ray"),
+    workers: Optional[int] = typer.Option(None, help="worker processes (processes) or CPUs of a local Ray instance"),
+    address: Optional[str] = typer.Option(None, help="ray: 'auto' or HOST:PORT of a running cluster; default starts one"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="train runs recorded as failed again"),
+    quiet: bool = typer.Option(False, "--quiet", help="plain log lines instead of a progress bar"),
+) -> None:
+    """Train every run of a sweep that the store has not finished; safe to kill and re-run."""
+    from ..sweep.executors import EXECUTORS, make_executor
+    from ..sweep.runner import run_sweep
+    from ..sweep.spec import SweepError, load_sweep
+    from ..sweep.store import StoreError
+
+    if executor not in EXECUTORS:
+        fail(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if workers is not None and workers < 1:
+        fail(f"--workers: expected a positive integer, got {workers}")
+    try:
+        sweep, specs = load_sweep(config)
+    except SweepError as e:
+        fail(str(e))
+
+    progress = None if quiet else progress_bar_with_failures()
+    state = {"bar": None, "n": 0, "total": 0}
+
+    def on_plan(total: int, finished_before: int) -> None:
+        state["total"], state["n"] = total, finished_before
+        message = f"{sweep.name}: {total} runs, {finished_before} already finished, {total - finished_before} to train ({executor})"
+        if progress is None:
+            print(message, flush=True)
+        else:
+            console.print(message)
+            state["bar"] = progress.add_task(sweep.name, total=total, completed=finished_before, failed=0)
+
+    def on_outcome(outcome) -> None:
+        state["n"] += 1
+        if progress is not None:
+            if outcome.status != "done":
+                progress.update(state["bar"], failed=progress.tasks[state["bar"]].fields["failed"] + 1)
+            progress.advance(state["bar"])
+            if outcome.status == "failed":
+                progress.console.print(f"[red]{outcome.id} failed:[/red] {outcome.error}", markup=True, highlight=False)
+            return
+        losses = "" if outcome.final_train_loss is None else f" train {outcome.final_train_loss:.4g} test {outcome.final_test_loss:.4g}"
+        detail = f" ({outcome.error})" if outcome.error else ""
+        print(f"[{state['n']}/{state['total']}] {outcome.id} {outcome.status}{losses} {outcome.wall_time_s:.1f}s{detail}", flush=True)
+
+    try:
+        with make_executor(executor, workers, address) as engine:
+            if progress is not None:
+                progress.start()
+            try:
+                report = run_sweep(sweep, specs, store, engine, retry_failed=retry_failed, on_plan=on_plan, on_outcome=on_outcome)
+            finally:
+                if progress is not None:
+                    progress.stop()
+    except (StoreError, RuntimeError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished runs are stored; run the same command again to resume")
+        raise typer.Exit(130)
+    failed, diverged = report.count("failed"), report.count("diverged")
+    print(
+        f"{sweep.name}: trained {len(report.outcomes)} ({report.count('done')} done, {diverged} diverged, {failed} failed), "
+        f"skipped {report.finished_before} finished; store {store}",
+        flush=True,
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+runs_app = typer.Typer(help="Inspect and export the runs in a results store.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+def open_store(path: Path):
+    from ..sweep.store import Store, StoreError
+
+    if not path.exists():
+        fail(f"{path}: no such store")
+    try:
+        return Store(path, create=False)
+    except StoreError as e:
+        fail(str(e))
+
+
+def _num(x, spec: str = ".4g") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+@runs_app.command("list")
+def runs_list(
+    store: Path = typer.Option(DEFAULT_STORE, help="results store"),
+    sweep: Optional[str] = typer.Option(None, help="only this sweep's runs"),
+    status: Optional[str] = typer.Option(None, help="queued | running | done | failed | diverged"),
+) -> None:
+    """One line per run: id, status, model, data, final losses."""
+    with open_store(store) as db:
+        rows = db.runs(sweep=sweep, status=status)
+        counts = db.counts(sweep)
+    caption = ", ".join(f"{n} {s}" for s, n in counts.items() if n) + "; train/test: final losses, s: wall seconds"
+    table = Table(box=box.SIMPLE_HEAD, caption=caption, pad_edge=False)
+    for column in ("id", "status", "model", "quant", "width", "n_train", "steps", "seed", "train", "test", "s"):
+        table.add_column(column, justify="left" if column in ("id", "status", "model", "quant") else "right", no_wrap=True)
+    for r in rows:
+        c = r["config"]
+        quant = c["model"]["quant"] if isinstance(c["model"]["quant"], str) else "custom"
+        table.add_row(
+            r["id"], r["status"], c["model"]["kind"], quant, str(c["model"]["width"]), str(c["task"]["n_train"]),
+            str(c["train"]["steps"]), str(c["train"]["seed"]), _num(r["final_train_loss"]), _num(r["final_test_loss"]),
+            _num(r["wall_time_s"], ".1f"),
+        )
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str = typer.Argument(..., help="run id or a unique prefix of one"),
+    store: Path = typer.Option(DEFAULT_STORE, help="results store"),
+) -> None:
+    """Everything the store knows about one run: config, accounting, status, loss curves."""
+    import json
+
+    from ..sweep.store import StoreError
+
+    with open_store(store) as db:
+        try:
+            r = db.get_run(run_id)
+        except StoreError as e:
+            fail(str(e))
+    from datetime import datetime
+
+    metrics = r.pop("metrics")
+    config = r.pop("config")
+    for key, value in r.items():
+        if key in ("started", "finished", "created") and value is not None:
+            value = datetime.fromtimestamp(value).isoformat(sep=" ", timespec="seconds")
+        console.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+    console.print("[bold]config[/bold]:", json.dumps(config, indent=2), highlight=False)
+    table = Table(box=box.SIMPLE_HEAD, title="metrics")
+    for column in ("step", "split", "name", "value"):
+        table.add_column(column, justify="right")
+    for m in metrics:
+        table.add_row(str(m["step"]), m["split"], m["name"], _num(m["value"], ".6g"))
+    console.print(table)
+
+
+@runs_app.command("export")
+def runs_export(
+    format: str = typer.Option("csv", "--format", help="csv | parquet | json"),
+    out: Optional[Path] = typer.Option(None, help="output file; default stdout (csv and json only)"),
+    sweep: Optional[str] = typer.Option(None, help="only this sweep's runs"),
+    store: Path = typer.Option(DEFAULT_STORE, help="results store"),
+) -> None:
+    """One row per run, config flattened to dotted columns (model.width, train.lr, ...)."""
+    from ..sweep.store import StoreError, export_runs
+
+    if format not in ("csv", "parquet", "json"):
+        fail(f"--format: expected csv, parquet or json, got {format!r}")
+    if format == "parquet" and out is None:
+        fail("--format parquet needs --out FILE")
+    open_store(store).close()
+    try:
+        export_runs(store, out, format, sweep)  # csv/json without --out go to stdout
+    except StoreError as e:
+        fail(str(e))
+    if out is not None:
+        err_console.print(f"wrote {out}")
