@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from . import train, sweep, fit, theory  # noqa: F401, I001  (importing each registers its commands, in this order)
+from . import train, sweep, fit, theory, lm  # noqa: F401, I001  (importing each registers its commands, in this order)
 from .common import UserError, app, err_console
 
 

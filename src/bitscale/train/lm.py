@@ -1,0 +1,407 @@
+"""Language-model training: a `Decoder` on a text corpus with the BitNet b1.58 recipe, single process or
+under `torchrun` (DistributedDataParallel).
+
+The recipe (defaults of `LMRunConfig.train`): AdamW with betas (0.9, 0.95), linear warmup, the
+"two-stage" schedule (one linear decay with the lr cut by `stage2_lr_ratio` at step T // 2, weight decay
+0.1 in stage 1 and 0 in stage 2; see `bitscale.train.schedules`), global-norm gradient clipping at 1.0.
+Weight decay (decoupled, AdamW) applies, as in nanoGPT, to every parameter with >= 2 dimensions -- the
+BitLinear latent weights, the token embedding and the output head -- and never to 1-D parameters (the
+RMSNorm gains, biases).
+
+Evaluation: the mean cross-entropy (nats per token) over `eval_batches` fixed batches of validation
+windows, drawn once from a generator seeded with `eval_seed`, so every evaluation sees the same windows.
+From it:
+
+    perplexity    = exp(loss)
+    bits per byte = loss / ln 2 * n_tokens / n_bytes
+
+where n_tokens / n_bytes is the token-to-byte ratio of the whole validation split (n_bytes = UTF-8 bytes
+of the decoded validation tokens). For the byte tokenizer n_tokens == n_bytes and bpb = loss / ln 2.
+
+Multi-device: launched by `torchrun` (WORLD_SIZE > 1), each process joins a process group ("gloo" on
+CPU, "nccl" on CUDA) and trains a DistributedDataParallel copy. `train.batch_size` is the GLOBAL batch in
+sequences: every rank draws the same global batch from the same seeded generator and keeps rows
+r::world, so the data (and, up to float summation order, the loss curve) are those of the one-process
+run. Only rank 0 evaluates and writes files. On CUDA the forward pass runs under bf16 autocast.
+
+    python -m bitscale.train.lm CONFIG.toml --out DIR
+    torchrun --standalone --nproc_per_node=2 -m bitscale.train.lm CONFIG.toml --out DIR
+
+A run directory holds model.safetensors (state_dict), config.json (LMRunConfig), result.json (LMResult)
+and, for BPE, tokenizer.json; every write is atomic. `load_lm(dir)` rebuilds (model, tokenizer, config).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..atomic import atomic_write, atomic_write_json
+from ..data.text import TokenStream, load_text
+from ..data.tokenizers import BPETokenizer, ByteTokenizer, get_tokenizer
+from ..models.decoder import Decoder, DecoderConfig
+from .config import TrainConfig
+from .schedules import lr_at, weight_decay_at
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# The LM recipe; a [train] table in a config overrides these field by field.
+LM_TRAIN_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "betas": (0.9, 0.95),
+    "weight_decay": 0.1,
+    "stage2_weight_decay": 0.0,
+    "schedule": "two-stage",
+    "warmup_steps": 20,
+    "grad_clip": 1.0,
+    "steps": 200,
+    "batch_size": 16,
+    "eval_every": 50,
+}
+
+
+class LMDataConfig(BaseModel):
+    """The text: a shipped corpus name (see bitscale.data.text.CORPORA) or a UTF-8 file path; the
+    tokenizer ("byte" or "bpe:<vocab>", trained on the corpus); the validation tail; the window length."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    corpus: str = "tinyshakespeare"
+    tokenizer: str = "byte"
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    block_size: int = Field(128, ge=1)
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _tok(cls, v: str) -> str:
+        v = v.strip()
+        if v != "byte" and not (v.startswith("bpe:") and len(v) > 4):
+            raise ValueError("tokenizer must be 'byte' or 'bpe:<vocab size>'")
+        return v
+
+
+class LMRunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: DecoderConfig = Field(default_factory=DecoderConfig)
+    data: LMDataConfig = Field(default_factory=LMDataConfig)
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(**LM_TRAIN_DEFAULTS))
+    eval_batches: int = Field(8, ge=1, description="fixed validation batches (of train.batch_size windows)")
+    eval_seed: int = 1234
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _recipe_defaults(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {**LM_TRAIN_DEFAULTS, **v}
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "LMRunConfig":
+        if self.train.batch_size is None:
+            raise ValueError("train.batch_size (global batch, in sequences) must be set for LM training")
+        if self.data.block_size > self.model.block_size:
+            raise ValueError(f"data.block_size ({self.data.block_size}) exceeds model.block_size ({self.model.block_size})")
+        return self
+
+
+def load_lm_config(path: "str | Path") -> LMRunConfig:
+    """Read a TOML LMRunConfig (raises ValueError / pydantic.ValidationError / tomllib.TOMLDecodeError)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    return LMRunConfig.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+
+
+@dataclass
+class LMResult:
+    steps: int
+    train_losses: list[float]  # global-batch training loss of every update
+    eval_steps: list[int]  # number of updates done at each evaluation (0 = at init)
+    train_curve: list[float]  # mean training loss since the previous evaluation (init: nan)
+    val_curve: list[float]
+    final_val_loss: float
+    perplexity: float
+    bits_per_byte: float
+    tokens_per_byte: float  # n_tokens / n_bytes of the validation split
+    tokens_seen: int
+    n_params: int
+    world_size: int
+    wall_time_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()} | {
+            "train_curve": [None if not math.isfinite(x) else x for x in self.train_curve]
+        }
+
+
+def bits_per_byte(loss_nats: float, n_tokens: int, n_bytes: int) -> float:
+    """Bits per UTF-8 byte: loss (nats/token) / ln 2 * n_tokens / n_bytes."""
+    return loss_nats / math.log(2) * n_tokens / n_bytes
+
+
+def perplexity(loss_nats: float) -> float:
+    return math.exp(loss_nats) if loss_nats < 700 else math.inf
+
+
+def _tokenizer_bytes(tokenizer, tokens) -> int:
+    if isinstance(tokenizer, ByteTokenizer):
+        return len(tokens)
+    return len(tokenizer.decode([int(t) for t in tokens]).encode("utf-8"))
+
+
+def param_groups(model: torch.nn.Module) -> tuple[list, list]:
+    """(decayed, not decayed): parameters with >= 2 dims vs the rest (nanoGPT). Shared ones once."""
+    seen: set[int] = set()
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    return decay, no_decay
+
+
+def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = param_groups(model)
+    groups = [{"params": decay, "decay": True}, {"params": no_decay, "decay": False}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _dist_env() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def build_data(cfg: LMRunConfig):
+    """(tokenizer, train stream, val stream) for a config."""
+    text = load_text(cfg.data.corpus)
+    tokenizer = get_tokenizer(cfg.data.tokenizer, text=text)
+    if tokenizer.vocab_size > cfg.model.vocab_size:
+        raise ValueError(
+            f"tokenizer {cfg.data.tokenizer!r} has {tokenizer.vocab_size} tokens but model.vocab_size is {cfg.model.vocab_size}"
+        )
+    train, val = TokenStream.from_text(text, tokenizer).split(cfg.data.val_fraction)
+    return tokenizer, train, val
+
+
+@torch.no_grad()
+def evaluate(model: Decoder, windows: list, device, autocast) -> float:
+    was = model.training
+    model.eval()
+    total = 0.0
+    for x, y in windows:
+        with autocast():
+            _, loss = model(x.to(device), y.to(device))
+        total += float(loss)
+    model.train(was)
+    return total / len(windows)
+
+
+def train_lm(
+    cfg: LMRunConfig,
+    out_dir: "str | Path | None" = None,
+    *,
+    callback: "Callable[[int, float], None] | None" = None,
+) -> LMResult:
+    """Train a Decoder per `cfg`; callback(step_done, train_loss) after every update (rank 0 only).
+    Under torchrun (WORLD_SIZE > 1) runs DDP; see the module docstring."""
+    t0 = time.perf_counter()
+    rank, world, local_rank = _dist_env()
+    tc = cfg.train
+    B, T = tc.batch_size, cfg.data.block_size
+    if world > 1 and B % world:
+        raise ValueError(f"train.batch_size ({B}) must be divisible by the number of processes ({world})")
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    device = torch.device(f"cuda:{local_rank}" if use_cuda and world > 1 else ("cuda" if use_cuda else "cpu"))
+    if use_cuda:
+        torch.cuda.set_device(device)
+    own_group = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        own_group = True
+    try:
+        autocast = (
+            (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_cuda else contextlib.nullcontext
+        )
+        tokenizer, train_stream, val_stream = build_data(cfg)
+        model = Decoder(cfg.model, seed=tc.seed).to(device)
+        raw = model
+        if world > 1:
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
+        opt = _make_optimizer(raw, tc)
+
+        eval_gen = torch.Generator().manual_seed(cfg.eval_seed)
+        windows = [val_stream.get_batch(val_stream.sample_positions(B, T, eval_gen), T) for _ in range(cfg.eval_batches)]
+        n_val_tokens = val_stream.n_tokens
+        tokens_per_byte = n_val_tokens / _tokenizer_bytes(tokenizer, val_stream.tokens)
+
+        batches = train_stream.batches(B, T, torch.Generator().manual_seed(tc.seed))
+        train_losses: list[float] = []
+        eval_steps, train_curve, val_curve = [], [], []
+
+        def do_eval(step: int) -> None:
+            if rank == 0:
+                since = train_losses[eval_steps[-1] if eval_steps else 0 :]
+                eval_steps.append(step)
+                train_curve.append(sum(since) / len(since) if since else math.nan)
+                val_curve.append(evaluate(raw, windows, device, autocast))
+
+        do_eval(0)
+        model.train()
+        for step in range(tc.steps):
+            lr, wd = lr_at(step, tc), weight_decay_at(step, tc)
+            for g in opt.param_groups:
+                g["lr"] = lr
+                g["weight_decay"] = wd if g["decay"] else 0.0
+            x, y = next(batches)  # the same global batch on every rank
+            if world > 1:
+                x, y = x[rank::world], y[rank::world]
+            x, y = x.to(device), y.to(device)
+            with autocast():
+                _, loss = model(x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # DDP averages the gradients over ranks = the global-batch mean
+            if tc.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(raw.parameters(), tc.grad_clip)
+            opt.step()
+            loss_val = loss.detach().float()
+            if world > 1:
+                dist.all_reduce(loss_val)
+                loss_val = loss_val / world
+            lv = float(loss_val)
+            train_losses.append(lv)
+            if rank == 0 and callback is not None:
+                callback(step + 1, lv)
+            if (step + 1) % tc.eval_every == 0 or step + 1 == tc.steps:
+                do_eval(step + 1)
+
+        result = None
+        if rank == 0:
+            final = val_curve[-1]
+            result = LMResult(
+                steps=tc.steps,
+                train_losses=train_losses,
+                eval_steps=eval_steps,
+                train_curve=train_curve,
+                val_curve=val_curve,
+                final_val_loss=final,
+                perplexity=perplexity(final),
+                bits_per_byte=final / math.log(2) * tokens_per_byte,
+                tokens_per_byte=tokens_per_byte,
+                tokens_seen=tc.steps * B * T,
+                n_params=sum(p.numel() for p in {id(p): p for p in raw.parameters()}.values()),
+                world_size=world,
+                wall_time_s=time.perf_counter() - t0,
+            )
+            if out_dir is not None:
+                save_lm(out_dir, raw, tokenizer, cfg, result)
+        if world > 1:
+            dist.barrier()
+        return result  # None on ranks > 0
+    finally:
+        if own_group:
+            dist.destroy_process_group()
+
+
+def save_lm(directory: "str | Path", model: Decoder, tokenizer, cfg: LMRunConfig, result: LMResult | None = None) -> Path:
+    """Write model.safetensors, config.json, tokenizer.json (BPE only) and result.json atomically."""
+    from safetensors.torch import save_model
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model = model.to("cpu") if next(model.parameters()).device.type != "cpu" else model
+    atomic_write(directory / "model.safetensors", lambda tmp: save_model(model, tmp, metadata={"format": "bitscale-lm"}))
+    if isinstance(tokenizer, BPETokenizer):
+        tokenizer.save(directory / "tokenizer.json")
+    atomic_write_json(directory / "config.json", cfg.model_dump(mode="json"))
+    if result is not None:
+        atomic_write_json(directory / "result.json", result.to_dict())
+    return directory
+
+
+def load_lm(directory: "str | Path") -> "tuple[Decoder, ByteTokenizer | BPETokenizer, LMRunConfig]":
+    """(model in eval mode on CPU, tokenizer, config) of a saved run; safetensors only, no pickle."""
+    from safetensors.torch import load_model
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: no such directory")
+    for name in ("config.json", "model.safetensors"):
+        if not (directory / name).is_file():
+            raise ValueError(f"{directory}: missing {name} (not an LM run directory)")
+    cfg = LMRunConfig.model_validate_json((directory / "config.json").read_text())
+    if cfg.data.tokenizer == "byte":
+        tokenizer = ByteTokenizer()
+    else:
+        tokenizer = BPETokenizer.load(directory / "tokenizer.json")
+    model = Decoder(cfg.model)
+    load_model(model, directory / "model.safetensors", strict=True)
+    model.eval()
+    return model, tokenizer, cfg
+
+
+def generate_text(
+    model: Decoder,
+    tokenizer,
+    prompt: str,
+    *,
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: "int | None" = 50,
+    seed: int = 0,
+) -> str:
+    """The prompt followed by `max_new_tokens` sampled tokens, decoded. An empty prompt starts from "\\n"."""
+    ids = tokenizer.encode(prompt or "\n")
+    device = next(model.parameters()).device
+    idx = torch.tensor([ids], dtype=torch.long, device=device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen)
+    text = tokenizer.decode(out[0].tolist())
+    return text if prompt else text[1:]
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bitscale.train.lm", description="Train a language model (torchrun-ready).")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    cfg = load_lm_config(args.config)
+    result = train_lm(cfg, args.out)
+    if result is not None:
+        print(
+            f"val loss {result.final_val_loss:.4f} | ppl {result.perplexity:.3f} | bpb {result.bits_per_byte:.4f} | "
+            f"{result.wall_time_s:.1f} s | world {result.world_size}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = [
+    "LMDataConfig", "LMResult", "LMRunConfig", "LM_TRAIN_DEFAULTS", "bits_per_byte", "build_data", "evaluate",
+    "generate_text", "load_lm", "load_lm_config", "param_groups", "perplexity", "save_lm", "train_lm",
+]
