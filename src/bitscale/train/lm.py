@@ -27,8 +27,8 @@ run. Only rank 0 evaluates and writes files. On CUDA the forward pass runs under
     python -m bitscale.train.lm CONFIG.toml --out DIR
     torchrun --standalone --nproc_per_node=2 -m bitscale.train.lm CONFIG.toml --out DIR
 
-A run directory holds model.safetensors (state_dict), config.json (LMRunConfig), result.json (LMResult)
-and, for BPE, tokenizer.json; every write is atomic. `load_lm(dir)` rebuilds (model, tokenizer, config).
+The config lives in lm_config.py (LMRunConfig and the recipe defaults) and the run directory in
+lm_files.py (save_lm, load_lm, generate_text); both are re-exported here.
 """
 
 from __future__ import annotations
@@ -40,92 +40,18 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..atomic import atomic_write, atomic_write_json
 from ..data.text import TokenStream, load_text
-from ..data.tokenizers import BPETokenizer, ByteTokenizer, get_tokenizer
-from ..models.decoder import Decoder, DecoderConfig
+from ..data.tokenizers import ByteTokenizer, get_tokenizer
+from ..models.decoder import Decoder
 from .config import TrainConfig
+from .lm_config import LM_TRAIN_DEFAULTS, LMDataConfig, LMRunConfig, load_lm_config
+from .lm_files import generate_text, load_lm, save_lm
 from .schedules import lr_at, weight_decay_at
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-# The LM recipe; a [train] table in a config overrides these field by field.
-LM_TRAIN_DEFAULTS: dict[str, Any] = {
-    "optimizer": "adamw",
-    "lr": 1e-3,
-    "betas": (0.9, 0.95),
-    "weight_decay": 0.1,
-    "stage2_weight_decay": 0.0,
-    "schedule": "two-stage",
-    "warmup_steps": 20,
-    "grad_clip": 1.0,
-    "steps": 200,
-    "batch_size": 16,
-    "eval_every": 50,
-}
-
-
-class LMDataConfig(BaseModel):
-    """The text: a shipped corpus name (see bitscale.data.text.CORPORA) or a UTF-8 file path; the
-    tokenizer ("byte" or "bpe:<vocab>", trained on the corpus); the validation tail; the window length."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    corpus: str = "tinyshakespeare"
-    tokenizer: str = "byte"
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    block_size: int = Field(128, ge=1)
-
-    @field_validator("tokenizer")
-    @classmethod
-    def _tok(cls, v: str) -> str:
-        v = v.strip()
-        if v != "byte" and not (v.startswith("bpe:") and len(v) > 4):
-            raise ValueError("tokenizer must be 'byte' or 'bpe:<vocab size>'")
-        return v
-
-
-class LMRunConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: DecoderConfig = Field(default_factory=DecoderConfig)
-    data: LMDataConfig = Field(default_factory=LMDataConfig)
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(**LM_TRAIN_DEFAULTS))
-    eval_batches: int = Field(8, ge=1, description="fixed validation batches (of train.batch_size windows)")
-    eval_seed: int = 1234
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-    @field_validator("train", mode="before")
-    @classmethod
-    def _recipe_defaults(cls, v: Any) -> Any:
-        if isinstance(v, dict):
-            return {**LM_TRAIN_DEFAULTS, **v}
-        return v
-
-    @model_validator(mode="after")
-    def _check(self) -> "LMRunConfig":
-        if self.train.batch_size is None:
-            raise ValueError("train.batch_size (global batch, in sequences) must be set for LM training")
-        if self.data.block_size > self.model.block_size:
-            raise ValueError(f"data.block_size ({self.data.block_size}) exceeds model.block_size ({self.model.block_size})")
-        return self
-
-
-def load_lm_config(path: "str | Path") -> LMRunConfig:
-    """Read a TOML LMRunConfig (raises ValueError / pydantic.ValidationError / tomllib.TOMLDecodeError)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    return LMRunConfig.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
 
 
 @dataclass
@@ -321,63 +247,6 @@ def train_lm(
     finally:
         if own_group:
             dist.destroy_process_group()
-
-
-def save_lm(directory: "str | Path", model: Decoder, tokenizer, cfg: LMRunConfig, result: LMResult | None = None) -> Path:
-    """Write model.safetensors, config.json, tokenizer.json (BPE only) and result.json atomically."""
-    from safetensors.torch import save_model
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model = model.to("cpu") if next(model.parameters()).device.type != "cpu" else model
-    atomic_write(directory / "model.safetensors", lambda tmp: save_model(model, tmp, metadata={"format": "bitscale-lm"}))
-    if isinstance(tokenizer, BPETokenizer):
-        tokenizer.save(directory / "tokenizer.json")
-    atomic_write_json(directory / "config.json", cfg.model_dump(mode="json"))
-    if result is not None:
-        atomic_write_json(directory / "result.json", result.to_dict())
-    return directory
-
-
-def load_lm(directory: "str | Path") -> "tuple[Decoder, ByteTokenizer | BPETokenizer, LMRunConfig]":
-    """(model in eval mode on CPU, tokenizer, config) of a saved run; safetensors only, no pickle."""
-    from safetensors.torch import load_model
-
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ValueError(f"{directory}: no such directory")
-    for name in ("config.json", "model.safetensors"):
-        if not (directory / name).is_file():
-            raise ValueError(f"{directory}: missing {name} (not an LM run directory)")
-    cfg = LMRunConfig.model_validate_json((directory / "config.json").read_text())
-    if cfg.data.tokenizer == "byte":
-        tokenizer = ByteTokenizer()
-    else:
-        tokenizer = BPETokenizer.load(directory / "tokenizer.json")
-    model = Decoder(cfg.model)
-    load_model(model, directory / "model.safetensors", strict=True)
-    model.eval()
-    return model, tokenizer, cfg
-
-
-def generate_text(
-    model: Decoder,
-    tokenizer,
-    prompt: str,
-    *,
-    max_new_tokens: int = 200,
-    temperature: float = 0.8,
-    top_k: "int | None" = 50,
-    seed: int = 0,
-) -> str:
-    """The prompt followed by `max_new_tokens` sampled tokens, decoded. An empty prompt starts from "\\n"."""
-    ids = tokenizer.encode(prompt or "\n")
-    device = next(model.parameters()).device
-    idx = torch.tensor([ids], dtype=torch.long, device=device)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen)
-    text = tokenizer.decode(out[0].tolist())
-    return text if prompt else text[1:]
 
 
 def main(argv: "list[str] | None" = None) -> int:

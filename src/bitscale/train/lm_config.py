@@ -1,0 +1,91 @@
+"""What an LM run is: the text, the decoder and the recipe (`LMRunConfig`), read from TOML.
+
+A config file has [model] (DecoderConfig), [data] (LMDataConfig) and [train] (TrainConfig) tables; a
+[train] table overrides the recipe defaults below field by field.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..models.decoder import DecoderConfig
+from .config import TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+# The LM recipe; a [train] table in a config overrides these field by field.
+LM_TRAIN_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "betas": (0.9, 0.95),
+    "weight_decay": 0.1,
+    "stage2_weight_decay": 0.0,
+    "schedule": "two-stage",
+    "warmup_steps": 20,
+    "grad_clip": 1.0,
+    "steps": 200,
+    "batch_size": 16,
+    "eval_every": 50,
+}
+
+
+class LMDataConfig(BaseModel):
+    """The text: a shipped corpus name (see bitscale.data.text.CORPORA) or a UTF-8 file path; the
+    tokenizer ("byte" or "bpe:<vocab>", trained on the corpus); the validation tail; the window length."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    corpus: str = "tinyshakespeare"
+    tokenizer: str = "byte"
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    block_size: int = Field(128, ge=1)
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _tok(cls, v: str) -> str:
+        v = v.strip()
+        if v != "byte" and not (v.startswith("bpe:") and len(v) > 4):
+            raise ValueError("tokenizer must be 'byte' or 'bpe:<vocab size>'")
+        return v
+
+
+class LMRunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: DecoderConfig = Field(default_factory=DecoderConfig)
+    data: LMDataConfig = Field(default_factory=LMDataConfig)
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(**LM_TRAIN_DEFAULTS))
+    eval_batches: int = Field(8, ge=1, description="fixed validation batches (of train.batch_size windows)")
+    eval_seed: int = 1234
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _recipe_defaults(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {**LM_TRAIN_DEFAULTS, **v}
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "LMRunConfig":
+        if self.train.batch_size is None:
+            raise ValueError("train.batch_size (global batch, in sequences) must be set for LM training")
+        if self.data.block_size > self.model.block_size:
+            raise ValueError(f"data.block_size ({self.data.block_size}) exceeds model.block_size ({self.model.block_size})")
+        return self
+
+
+def load_lm_config(path: "str | Path") -> LMRunConfig:
+    """Read a TOML LMRunConfig (raises ValueError / pydantic.ValidationError / tomllib.TOMLDecodeError)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    return LMRunConfig.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
