@@ -35,8 +35,9 @@ def fail(message: str) -> None:
     raise UserError(message)
 
 
-def load_run_config(path: Path):
-    from ..train import RunConfig, format_validation_error
+def load_config(path: Path, model: type):
+    """Read the TOML file `path` into the pydantic model class `model`; every mistake is one line."""
+    from ..train import format_validation_error
 
     if not path.is_file():
         fail(f"{path}: no such file")
@@ -47,9 +48,15 @@ def load_run_config(path: Path):
     except tomllib.TOMLDecodeError as e:
         fail(f"{path}: invalid TOML: {e}")
     try:
-        return RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         fail(format_validation_error(e, str(path)))
+
+
+def load_run_config(path: Path):
+    from ..train import RunConfig
+
+    return load_config(path, RunConfig)
 
 
 def progress_bar() -> Progress:

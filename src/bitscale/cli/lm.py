@@ -8,25 +8,13 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from .common import app, console, fail, progress_bar, tomllib
+from .common import app, console, fail, load_config, progress_bar
 
 
 def _load_lm_config(path: Path):
     from ..train.lm import LMRunConfig
-    from ..train.run import format_validation_error
 
-    if not path.is_file():
-        fail(f"{path}: no such file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        fail(f"{path}: not a UTF-8 text file")
-    except tomllib.TOMLDecodeError as e:
-        fail(f"{path}: invalid TOML: {e}")
-    try:
-        return LMRunConfig.model_validate(data)
-    except ValidationError as e:
-        fail(format_validation_error(e, str(path)))
+    return load_config(path, LMRunConfig)
 
 
 @app.command("lm")

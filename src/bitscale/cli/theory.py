@@ -6,11 +6,10 @@ import math
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 from rich import box
 from rich.table import Table
 
-from .common import app, console, fail, progress_bar, tomllib
+from .common import app, console, load_config, progress_bar
 
 
 @app.command("theory")
@@ -20,16 +19,8 @@ def theory_command(
 ) -> None:
     """Measure the paper's claims over widths: NTK vs its limit, kernel movement, generalization difference."""
     from ..theory.study import TheoryConfig, run_study
-    from ..train import format_validation_error
 
-    if not config.is_file():
-        fail(f"{config}: no such file")
-    try:
-        cfg = TheoryConfig.model_validate(tomllib.loads(config.read_text(encoding="utf-8")))
-    except tomllib.TOMLDecodeError as e:
-        fail(f"{config}: invalid TOML: {e}")
-    except ValidationError as e:
-        fail(format_validation_error(e, str(config)))
+    cfg = load_config(config, TheoryConfig)
     total = len(cfg.targets) * (len(cfg.widths) * len(cfg.seeds) + len(cfg.ntk_widths))
     with progress_bar() as progress:
         bar = progress.add_task("theory", total=total)
