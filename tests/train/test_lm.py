@@ -184,3 +184,20 @@ def test_ddp_two_processes_match_one(tmp_path, quant, rel):
     # difference over 30 steps: ~2e-7 with fp32; ~2e-4 with ternary weights (rounding thresholds amplify it).
     assert b["train_losses"] == pytest.approx(a["train_losses"], rel=rel)
     assert b["val_curve"] == pytest.approx(a["val_curve"], rel=rel)
+
+
+def test_a_bpe_run_saves_its_tokenizer_and_loads_back(tmp_path):
+    import tomllib
+
+    data = tomllib.loads(TINY)
+    data["model"]["vocab_size"] = 320
+    data["data"]["tokenizer"] = "bpe:320"
+    data["train"]["steps"] = 10
+    cfg = LMRunConfig.model_validate(data)
+    result = train_lm(cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "tokenizer.json").is_file()
+    assert result.tokens_per_byte < 1.0  # BPE merges bytes: fewer tokens than bytes
+    model, tokenizer, loaded = load_lm(tmp_path / "run")
+    assert loaded.data.tokenizer == "bpe:320" and tokenizer.vocab_size <= 320
+    text = "ROMEO: good night"
+    assert tokenizer.decode(tokenizer.encode(text)) == text
