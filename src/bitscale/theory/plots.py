@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from ..atomic import atomic_write
 
@@ -59,22 +60,27 @@ def plot_study(out: Path, kernel_rows, gen_rows, kappa_rows, ntk_rows, traces, c
             ax.set_title(title, fontsize=9)
         names.append(_save(fig, out / name))
 
-    fig = Figure(figsize=(11, 4))
+    fig = Figure(figsize=(11, 4.5))
     axes = fig.subplots(1, 2)
-    seed = cfg.seeds[0]
+    seed, first = cfg.seeds[0], f"{cfg.targets[0].function}-d{cfg.targets[0].d}"
     for ax, precision in zip(axes, (cfg.quant, "fp32")):
+        handles = []
         for (target, width, s, p), trace in sorted(traces.items()):
-            if s != seed or p != precision or target != f"{cfg.targets[0].function}-d{cfg.targets[0].d}":
+            if s != seed or p != precision or target != first:
                 continue
-            line = ax.plot(trace.steps, trace.train_loss, marker="o", label=f"m={width} measured")[0]
-            ax.plot(trace.steps, trace.predicted_loss, linestyle="--", color=line.get_color(), label=f"m={width} linearized")
-            ax.plot(trace.steps, trace.loss_bound, linestyle=":", color=line.get_color(),
-                    label=f"m={width} rate bound L0 (1 - 2 eta lmin / n)^2t")
+            line = ax.plot(trace.steps, trace.train_loss, marker="o", markersize=3, label=f"m={width}")[0]
+            ax.plot(trace.steps, trace.predicted_loss, linestyle="--", color=line.get_color())
+            ax.plot(trace.steps, trace.loss_bound, linestyle=":", color=line.get_color())
+            handles.append(line)
+        # one entry per width (colour) and one per kind of curve (line style), instead of widths x kinds
+        handles += [Line2D([], [], color="k", marker="o", markersize=3, label="measured"),
+                    Line2D([], [], color="k", linestyle="--", label="linearized model"),
+                    Line2D([], [], color="k", linestyle=":", label="rate bound L0 (1 - 2 eta lmin / n)^2t")]
         ax.set_yscale("log")
         ax.set_xlabel("step")
-        ax.set_title(f"{precision}: training loss, the linearized model's, and the lambda_min rate", fontsize=9)
+        ax.set_title(f"{precision} ({first}, seed {seed}): training loss vs the kernel's predictions", fontsize=9)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(handles=handles, fontsize=6, loc="lower left", ncol=2)
     names.append(_save(fig, out / "convergence.png"))
 
     fig = Figure(figsize=(6, 4))
