@@ -9,7 +9,7 @@ def cli(capsys, monkeypatch):
     from bitscale.cli import main
 
     def invoke(*args):
-        monkeypatch.setattr(sys, "argv", ["bitscale", *args])
+        monkeypatch.setattr(sys, "argv", ["bitscale", *map(str, args)])
         with pytest.raises(SystemExit) as exit_:
             main()
         out, err = capsys.readouterr()

@@ -52,20 +52,6 @@ def tiny_config(**train) -> LMRunConfig:
     return LMRunConfig.model_validate(data)
 
 
-def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run `bitscale ARGS` in-process: (exit code, stdout, stderr)."""
-    from bitscale.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["bitscale", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("lm") / "run"
@@ -140,27 +126,27 @@ def test_checkpoint_round_trip(run, tmp_path):
         assert torch.equal(model(x)[0], again(x)[0])
 
 
-def test_generate_cli_is_deterministic(run, monkeypatch, capsys):
+def test_generate_cli_is_deterministic(run, cli):
     _, _, out = run
     args = ("generate", out, "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "3")
-    code1, text1, _ = cli(monkeypatch, capsys, *args)
-    code2, text2, _ = cli(monkeypatch, capsys, *args)
+    code1, text1, _ = cli(*args)
+    code2, text2, _ = cli(*args)
     assert code1 == code2 == 0
     assert text1 == text2 and text1.startswith("ROMEO:") and len(text1) > len("ROMEO:")
 
 
-def test_bad_inputs_exit_2(tmp_path, monkeypatch, capsys):
+def test_bad_inputs_exit_2(tmp_path, cli):
     bad = tmp_path / "bad.toml"
     bad.write_text(TINY.replace("[train]", "[train]\nlearning_rate = 1.0"))
-    code, _, err = cli(monkeypatch, capsys, "lm", bad)
+    code, _, err = cli("lm", bad)
     assert code == 2 and err.startswith("error:") and "learning_rate" in err and len(err.strip().splitlines()) == 1
-    code, _, err = cli(monkeypatch, capsys, "lm", tmp_path / "missing.toml")
+    code, _, err = cli("lm", tmp_path / "missing.toml")
     assert code == 2 and "no such file" in err
     big = tmp_path / "big.toml"
     big.write_text(TINY.replace("[data]\nblock_size = 32", "[data]\nblock_size = 64"))
-    code, _, err = cli(monkeypatch, capsys, "lm", big)
+    code, _, err = cli("lm", big)
     assert code == 2 and "block_size" in err
-    code, _, err = cli(monkeypatch, capsys, "generate", tmp_path / "nope", "--prompt", "x")
+    code, _, err = cli("generate", tmp_path / "nope", "--prompt", "x")
     assert code == 2 and "no such directory" in err and len(err.strip().splitlines()) == 1
 
 
