@@ -36,6 +36,8 @@ CASES = {
               design(N=np.logspace(3, 6, 10), S=np.logspace(2, 5, 10))),
     "precision": ({**CHIN, "gamma": 2.5},
                   design(N=np.logspace(6, 9, 8), D=np.logspace(8, 11, 5), P=np.array([1, 1.58, 2, 3, 4, 8.0]))),
+    "precision_size": ({"E": 1.2, "A": 40.0, "alpha": 0.35, "gamma": 1.5},
+                       design(N=np.logspace(4, 8, 10), P=np.array([1, 1.58, 2, 4, 32.0]))),
     "precision_multiplier": ({**CHIN, "c[bf16]": 1.0, "c[int4]": 0.6, "c[ternary]": 0.3},
                              design(N=np.logspace(6, 9, 8), D=np.logspace(8, 11, 6),
                                     Q=np.array(["bf16", "int4", "ternary"], dtype=object))),
@@ -65,7 +67,7 @@ def test_recovers_known_parameters_from_noisy_data(name: str) -> None:
     assert np.abs(fit.residuals).max() < 0.05
 
 
-@pytest.mark.parametrize("name", ["power_N", "chinchilla", "precision_multiplier", "ntk"])
+@pytest.mark.parametrize("name", ["power_N", "chinchilla", "precision_multiplier", "precision_size", "ntk"])
 def test_noiseless_recovery_is_near_exact(name: str) -> None:
     params, x = CASES[name]
     fit = fit_law(name, synthetic(name, params, x, sigma=0.0))

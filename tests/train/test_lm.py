@@ -187,3 +187,43 @@ def test_a_bpe_run_saves_its_tokenizer_and_loads_back(tmp_path):
     assert loaded.data.tokenizer == "bpe:320" and tokenizer.vocab_size <= 320
     text = "ROMEO: good night"
     assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(run, tmp_path):
+    cfg, full, _ = run
+    state = tmp_path / "state.safetensors"
+    # a run stopped after 20 updates: the checkpoint written at step 20 is what a killed run leaves
+    with pytest.raises(KeyboardInterrupt):
+        train_lm(cfg, checkpoint=state, checkpoint_every=20, callback=_stop_after(20))
+    assert state.is_file()
+    resumed = train_lm(cfg, checkpoint=state, checkpoint_every=20)
+    assert resumed.train_losses == full.train_losses
+    assert resumed.val_curve == full.val_curve and resumed.eval_steps == full.eval_steps
+    assert resumed.final_val_loss == full.final_val_loss
+
+
+def _stop_after(n: int):
+    """A callback that interrupts training during update n + 1 (the checkpoint of update n is on disk)."""
+
+    def callback(step: int, loss: float) -> None:
+        if step == n + 1:
+            raise KeyboardInterrupt
+
+    return callback
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(run, tmp_path):
+    cfg, _, _ = run
+    state = tmp_path / "state.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        train_lm(cfg, checkpoint=state, checkpoint_every=10, callback=_stop_after(10))
+    other = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": 5})})
+    with pytest.raises(RuntimeError, match="batch stream does not match"):
+        train_lm(other, checkpoint=state)
+
+
+def test_a_non_finite_loss_ends_the_run_as_diverged():
+    cfg = tiny_config(lr=1e30, steps=10, warmup_steps=0, grad_clip=None)
+    result = train_lm(cfg)
+    assert result.status == "diverged" and result.diverged_at is not None
+    assert math.isnan(result.final_val_loss) and math.isnan(result.perplexity)

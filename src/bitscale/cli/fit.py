@@ -16,12 +16,13 @@ from .common import app, console, DEFAULT_STORE, fail
 
 @app.command("fit")
 def fit_command(
-    law: str = typer.Option(..., "--law", help="chinchilla | kaplan | power | curve | precision | precision_multiplier | scale_time | ntk"),
+    law: str = typer.Option(..., "--law", help="chinchilla | kaplan | power_N | curve | precision | precision_size | precision_multiplier | scale_time | ntk"),
     store: Optional[Path] = typer.Option(None, help=f"fit the runs of this results store (default {DEFAULT_STORE} unless --csv)"),
     sweep: Optional[str] = typer.Option(None, help="only this sweep's runs (with --store)"),
     by: Optional[str] = typer.Option(None, help="one fit per value of this config key, e.g. model.quant"),
     csv: Optional[Path] = typer.Option(None, "--csv", help="fit the rows of this CSV file instead"),
-    columns: Optional[str] = typer.Option(None, help="with --csv: N=col,D=FLOP/(6*N),loss=col (safe arithmetic)"),
+    columns: Optional[str] = typer.Option(None, help="N=col,D=FLOP/(6*N),loss=col (safe arithmetic); required with --csv, "
+                                          "with --store it overrides the defaults, e.g. N=n_params_non_embedding"),
     group: Optional[str] = typer.Option(None, help="with --csv: column of resampling groups (e.g. seed)"),
     split: str = typer.Option("test", help="with --store: fit test or train loss"),
     curves: bool = typer.Option(False, "--curves", help="with --store: every evaluation step of every run is a point"),
@@ -52,7 +53,8 @@ def fit_command(
         if store is not None:
             if not store.exists():
                 fail(f"{store}: no such store")
-            datasets = from_store(store, sweep=sweep, by=by, split=split, curves=curves)
+            datasets = from_store(store, sweep=sweep, by=by, split=split, curves=curves,
+                                  variables=parse_columns(columns) if columns else None)
         else:
             datasets = from_csv(csv, parse_columns(columns), by=by, group=group)
         analyses = [

@@ -15,7 +15,7 @@ from .common import app, console, DEFAULT_STORE, err_console, fail, progress_bar
 
 @app.command("sweep")
 def sweep_command(
-    config: Path = typer.Argument(..., help="sweep file (TOML: [base] run config, [grid] and [[zip]] axes)"),
+    config: Path = typer.Argument(..., help="sweep file (TOML: \\[base] run config, \\[grid] and \\[\\[zip]] axes)"),
     store: Path = typer.Option(DEFAULT_STORE, help="results store (SQLite); created if missing"),
     executor: str = typer.Option("serial", help="serial | processes | batched | ray"),
     workers: Optional[int] = typer.Option(None, help="worker processes (processes) or CPUs of a local Ray instance"),
@@ -116,15 +116,21 @@ def runs_list(
     with open_store(store) as db:
         rows = db.runs(sweep=sweep, status=status)
         counts = db.counts(sweep)
-    caption = ", ".join(f"{n} {s}" for s, n in counts.items() if n) + "; train/test: final losses, s: wall seconds"
+    caption = (", ".join(f"{n} {s}" for s, n in counts.items() if n)
+               + "; width: m (or d_model x n_layer for decoders); data: n_train (or tokens seen); "
+               "train/test: final losses (LM: validation as test); s: wall seconds")
     table = Table(box=box.SIMPLE_HEAD, caption=caption, pad_edge=False)
-    for column in ("id", "status", "model", "quant", "width", "n_train", "steps", "seed", "train", "test", "s"):
+    for column in ("id", "status", "model", "quant", "width", "data", "steps", "seed", "train", "test", "s"):
         table.add_column(column, justify="left" if column in ("id", "status", "model", "quant") else "right", no_wrap=True)
     for r in rows:
         c = r["config"]
         quant = c["model"]["quant"] if isinstance(c["model"]["quant"], str) else "custom"
+        if c.get("kind") == "lm":
+            model, width, data = "decoder", f"{c['model']['d_model']}x{c['model']['n_layer']}", str(r["samples_seen"])
+        else:
+            model, width, data = c["model"]["kind"], str(c["model"]["width"]), str(c["task"]["n_train"])
         table.add_row(
-            r["id"], r["status"], c["model"]["kind"], quant, str(c["model"]["width"]), str(c["task"]["n_train"]),
+            r["id"], r["status"], model, quant, width, data,
             str(c["train"]["steps"]), str(c["train"]["seed"]), _num(r["final_train_loss"]), _num(r["final_test_loss"]),
             _num(r["wall_time_s"], ".1f"),
         )

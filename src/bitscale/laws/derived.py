@@ -157,7 +157,7 @@ def effective_fraction(fit_or_params: Any, P: Any = PRECISION_BITS, boot: Any = 
     """For a precision (Kumar) fit: the effective fraction 1 - exp(-P/gamma) of a P-bit parameter."""
     gamma = _params(fit_or_params).get("gamma")
     if gamma is None:
-        raise LawDataError("effective_fraction needs a 'precision' law fit (parameter gamma)")
+        raise LawDataError("effective_fraction needs a 'precision' or 'precision_size' law fit (parameter gamma)")
     out = {}
     for bits in np.atleast_1d(np.asarray(P, dtype=float)):
         out[float(bits)] = {"fraction": float(-np.expm1(-bits / gamma))}
@@ -236,8 +236,8 @@ def answers(law: str, fit: Any, boot: Any = None, data: LawData | None = None) -
     chinchilla: the compute-optimal N, D, D/N and loss at 1x, 10x and 100x the largest budget
       6·N·D in the data; precision_multiplier: for each label, what one of its parameters is worth in
       full-precision parameters ("<full>_params_per_param") and the N at which it matches a
-      full-precision model of the data's largest N at its median D ("matching_N"); precision: the
-      effective fraction at PRECISION_BITS."""
+      full-precision model of the data's largest N at its median D ("matching_N"); precision and
+      precision_size: the effective fraction at PRECISION_BITS."""
     out: dict[str, Answer] = {}
     if law == "chinchilla" and data is not None and {"N", "D"} <= set(data.x):
         c_max = float(np.max(6 * data.x["N"] * data.x["D"]))
@@ -275,7 +275,7 @@ def answers(law: str, fit: Any, boot: Any = None, data: LawData | None = None) -
                     fields["matching_N_interval"] = m["interval"]
                 key += f" (matching_N: the {q} size whose loss equals {full} at N={n_full:.3g}, D={d_mid:.3g})"
             out[key] = _answer(**fields)
-    elif law == "precision":
+    elif law in ("precision", "precision_size"):
         for bits, r in effective_fraction(fit, boot=boot).items():
             fields = {"fraction": r["fraction"]}
             if boot is not None:

@@ -292,6 +292,19 @@ def precision(p, x):
                      p["b"] - p["beta"] * torch.log(x["D"]))
 
 
+_prec_size_natural, _prec_size_theta = exp_params(e="E", a="A", log_gamma="gamma")
+
+
+@law("precision_size", variables=("N", "P"), natural=_prec_size_natural, theta=_prec_size_theta,
+     params={"e": _E, "a": _A, "alpha": _EXPONENT, "log_gamma": (-5.0, 5.0)},
+     grid={**_HOFFMANN, "log_gamma": (-1.0, 0.0, 1.0, 2.0)},
+     formula="L = E + A*Neff^-alpha, Neff = N*(1 - exp(-P/gamma)) (fixed data: E holds B*D^-beta)",
+     citation="Kumar et al. 2024 (arXiv 2411.04330) at one data budget, as in a sweep over size and precision")
+def precision_size(p, x):
+    log_keep = torch.log(-torch.expm1(-x["P"] / torch.exp(p["log_gamma"])))
+    return logsumexp2(p["e"], p["a"] - p["alpha"] * (torch.log(x["N"]) + log_keep))
+
+
 _mult_natural, _mult_theta = exp_params(e="E", a="A", b="B", log_c="c")
 
 

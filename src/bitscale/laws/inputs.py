@@ -12,10 +12,11 @@ accepted. Nothing is ever passed to eval. A categorical variable (Q, the precisi
 plain column name; its values become string labels.
 
 Defaults for a store (accounting as in bitscale.sweep.accounting, C = 6·N·samples, Kaplan et al. 2020):
-N = p = n_params, D = task.n_train (samples), C = train_flops, P = bits_per_weight, Q = model.quant,
-S = t = train.steps, loss = final_test_loss (or final_train_loss). With curves=True every evaluation
-step s > 0 of every run is a point with S = t = s and C = train_flops · s / steps_done, the compute
-spent up to s.
+N = p = n_params, D = task.n_train (samples; for a language-model sweep, which has no task.n_train,
+D = samples_seen = tokens), C = train_flops, P = bits_per_weight, Q = model.quant, S = t = train.steps,
+loss = final_test_loss (or final_train_loss; an LM run's test loss is its validation loss). With
+curves=True every evaluation step s > 0 of every run is a point with S = t = s and
+C = train_flops · s / steps_done, the compute spent up to s (and, for LMs, D = tokens seen up to s).
 
 Rows with a missing value (an empty CSV cell, a NULL loss) in a used column are dropped with a
 warning; anything else that cannot be used raises LawDataError with one line naming the problem.
@@ -280,6 +281,8 @@ def from_store(path: str | Path, *, sweep: str | None = None, by: str | None = N
         raise LawDataError(f"{source}: no runs with status 'done' to fit")
 
     columns = {k: v for k, v in STORE_VARIABLES.items() if v in runs.columns and runs[v].notna().any()}
+    if "D" not in columns and "samples_seen" in runs.columns:  # language models: D = tokens seen
+        columns["D"] = "samples_seen"
     columns["loss"] = f"final_{split}_loss"
     group_col = "train.seed"
     if curves:
@@ -292,6 +295,9 @@ def from_store(path: str | Path, *, sweep: str | None = None, by: str | None = N
         steps = table["steps_done"].fillna(table.get("train.steps", np.nan))
         table["curve_flops"] = table["train_flops"] * table["step"] / steps
         columns.update(S="step", t="step", C="curve_flops", loss="curve_loss")
+        if columns.get("D") == "samples_seen":
+            table["curve_samples"] = table["samples_seen"] * table["step"] / steps
+            columns["D"] = "curve_samples"
         group_col = "id"
     else:
         table = runs

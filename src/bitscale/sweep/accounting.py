@@ -12,13 +12,27 @@
 - bits per weight: storage bits per weight of the quantized matrices (the BitLinear hidden layers),
   code bits plus the scales' share (`QuantConfig.bits_per_weight`); 32 for full precision. Other
   parameters (biases, the full-precision head, a) are not in this figure.
+
+Language models (`LMRunConfig`, a `Decoder`; d = d_model, f = d_ff, L = n_layer, V = vocab_size):
+- N counts every parameter (`bitscale.models.decoder.count_params`); non-embedding N leaves out the
+  token embedding and an untied head (Kaplan et al. 2020).
+- samples seen S = tokens = steps * batch_size * block_size.
+- C = 6 * N_matmul * tokens, where N_matmul = N minus the token-embedding table (a lookup, no
+  multiply; when the head is tied to it, the head's multiply is counted): the 6ND of Kaplan et al.
+  2020 with the head's FLOPs in and attention's context-length term (2 * L * T * d per token forward)
+  left out, as Kaplan and Hoffmann do.
+- bits per weight over the BitLinear matrices: per layer W_q, W_k, W_v, W_o (d x d) and the MLP's
+  W_gate, W_up (f x d) and W_down (d x f) (relu2: no W_gate).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..models.decoder import DecoderConfig
+from ..models.decoder import count_params as decoder_params
 from ..quant import resolve_config
+from ..train.lm_config import LMRunConfig
 from ..train.run import RunConfig
 
 
@@ -34,8 +48,17 @@ class Accounting:
         return asdict(self)
 
 
-def quantized_shapes(config: RunConfig) -> list[tuple[int, int]]:
+def decoder_shapes(cfg: DecoderConfig) -> list[tuple[int, int]]:
+    """(out_features, in_features) of every BitLinear matrix of a Decoder."""
+    d, f = cfg.d_model, cfg.ff_dim
+    mlp = [(f, d), (f, d), (d, f)] if cfg.mlp == "swiglu" else [(f, d), (d, f)]
+    return ([(d, d)] * 4 + mlp) * cfg.n_layer
+
+
+def quantized_shapes(config: "RunConfig | LMRunConfig") -> list[tuple[int, int]]:
     """(out_features, in_features) of every quantized matrix in the model."""
+    if isinstance(config, LMRunConfig):
+        return decoder_shapes(config.model)
     m, d = config.model.width, config.task.d
     if config.model.kind == "two_layer":
         return [(m, d)]
@@ -43,22 +66,31 @@ def quantized_shapes(config: RunConfig) -> list[tuple[int, int]]:
 
 
 def count_params(config: RunConfig) -> int:
+    """Parameters of a regression run's model (see the module docstring)."""
     m, d = config.model.width, config.task.d
     if config.model.kind == "two_layer":
         return m * d + m
     return (d * m + m) + (config.model.depth - 1) * (m * m + m) + (m + 1)
 
 
-def account(config: RunConfig) -> Accounting:
-    """Parameters, bits per weight, samples and training FLOPs of the run `config` describes."""
-    n = count_params(config)
+def bits_per_weight(config: "RunConfig | LMRunConfig") -> float:
     quant = resolve_config(config.model.quant)
-    shapes = quantized_shapes(config)
-    weights = sum(o * i for o, i in shapes)
     if quant.weight == "fp32":
-        bits = 32.0
-    else:
-        bits = sum(quant.bits_per_weight((o, i)) * o * i for o, i in shapes) / weights
+        return 32.0
+    shapes = quantized_shapes(config)
+    return sum(quant.bits_per_weight((o, i)) * o * i for o, i in shapes) / sum(o * i for o, i in shapes)
+
+
+def account(config: "RunConfig | LMRunConfig") -> Accounting:
+    """Parameters, bits per weight, samples and training FLOPs of the run `config` describes."""
+    bits = bits_per_weight(config)
+    if isinstance(config, LMRunConfig):
+        m = config.model
+        n = decoder_params(m, non_embedding=False)
+        tokens = config.train.steps * config.train.batch_size * config.data.block_size
+        n_matmul = n - (0 if m.tie_weights else m.vocab_size * m.d_model)
+        return Accounting(n, decoder_params(m, non_embedding=True), bits, 6.0 * n_matmul * tokens, tokens)
+    n = count_params(config)
     batch = config.train.batch_size or config.task.n_train
     samples = config.train.steps * min(batch, config.task.n_train)
     return Accounting(n, n, bits, 6.0 * n * samples, samples)

@@ -6,8 +6,8 @@
 - `processes`  N local worker processes (spawned, torch threads split between them). Workers only
                train and return outcomes; the parent, which iterates, is the only writer to the store.
 - `batched`    runs that share a model shape and differ only in seed, quant preset, kappa, lr or label
-               noise train together as one stacked ensemble (`bitscale.sweep.batched`); the rest run
-               one by one as in `serial`.
+               noise train together as one stacked ensemble (`bitscale.sweep.batched`); the rest (and
+               every language-model run) run one by one as in `serial`.
 - `ray`        Ray tasks on a local or remote cluster (`address="auto"` or "HOST:PORT"; None starts a
                local instance and stops it on close). Tasks return outcomes to this driver.
 
@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ..train.lm_config import LMRunConfig
 from ..train.loop import RunResult
-from ..train.run import RunConfig, run
+from ..train.run import run
+from .kinds import parse_run_config
 
 EXECUTORS = ("serial", "processes", "batched", "ray")
 STATE_FILE = "state.safetensors"
@@ -89,6 +91,33 @@ def outcome_from_result(run_id: str, result: RunResult, started: float) -> RunOu
     )
 
 
+def outcome_from_lm_result(run_id: str, result: "LMResult", started: float) -> RunOutcome:
+    """An LM run's outcome: the validation split is stored as `test` (so scaling-law inputs read LM and
+    regression sweeps alike); each evaluation's mean training loss since the previous one as `train`;
+    the final perplexity and bits per byte as test metrics at the last step."""
+    import math
+
+    metrics = [(s, "train", "loss", v) for s, v in zip(result.eval_steps, result.train_curve) if math.isfinite(v)]
+    metrics += [(s, "test", "loss", v) for s, v in zip(result.eval_steps, result.val_curve)]
+    done = result.status == "done"
+    if done:
+        metrics += [(result.steps, "test", "perplexity", result.perplexity),
+                    (result.steps, "test", "bits_per_byte", result.bits_per_byte)]
+    finite_train = [v for v in result.train_curve if math.isfinite(v)]
+    return RunOutcome(
+        id=run_id,
+        status=result.status,
+        error=None if done else f"loss became non-finite at step {result.diverged_at}",
+        started=started,
+        finished=time.time(),
+        wall_time_s=result.wall_time_s,
+        steps_done=len(result.train_losses) if done else (result.diverged_at or 0),
+        final_train_loss=finite_train[-1] if done and finite_train else None,
+        final_test_loss=result.final_val_loss if done else None,
+        metrics=metrics,
+    )
+
+
 def failed_outcome(run_id: str, error: BaseException | str, started: float) -> RunOutcome:
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return RunOutcome(id=run_id, status="failed", error=" ".join(message.split()), started=started, finished=time.time())
@@ -98,10 +127,16 @@ def execute(task: RunTask) -> RunOutcome:
     """Train one run, resuming from its checkpoint if one exists; never raises."""
     started = time.time()
     try:
-        config = RunConfig.model_validate(task.config)
+        config = parse_run_config(task.config)
         state = Path(task.workdir) / STATE_FILE
-        _, _, result = run(config, checkpoint=state, checkpoint_every=task.checkpoint_every)
-        outcome = outcome_from_result(task.id, result, started)
+        if isinstance(config, LMRunConfig):
+            from ..train.lm import train_lm
+
+            lm_result = train_lm(config, checkpoint=state, checkpoint_every=task.checkpoint_every)
+            outcome = outcome_from_lm_result(task.id, lm_result, started)
+        else:
+            _, _, result = run(config, checkpoint=state, checkpoint_every=task.checkpoint_every)
+            outcome = outcome_from_result(task.id, result, started)
     except Exception as e:  # a crashed run is recorded with its error; the sweep goes on
         return failed_outcome(task.id, e, started)
     shutil.rmtree(task.workdir, ignore_errors=True)
@@ -145,7 +180,7 @@ class BatchedExecutor(Executor):
     def run(self, tasks: list[RunTask], on_start: OnStart) -> Iterator[RunOutcome]:
         from .batched import group_runs, train_batched
 
-        configs = [RunConfig.model_validate(t.config) for t in tasks]
+        configs = [parse_run_config(t.config) for t in tasks]
         for group in group_runs(configs):
             members = [tasks[i] for i in group]
             on_start([t.id for t in members])

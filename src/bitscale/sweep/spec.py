@@ -25,7 +25,22 @@ one of the short names in `ALIASES`. Its values are an explicit list or a range:
 `{linspace = [a, b], num = n}`. `zip` is a table or an array of tables; each is one group of
 equal-length axes.
 
-Every expanded run is a validated `RunConfig`. Its id is the first 16 hex digits of the SHA-256 of its
+A sweep of language models sets `kind = "lm"` at the top: its [base] is then an `LMRunConfig` (model =
+DecoderConfig, data, train; see `bitscale.train.lm_config`) and the short names are those in
+`LM_ALIASES`. Sizes usually move several fields together, so they go in a [[zip]]:
+
+    kind = "lm"
+    [base]
+    data = { corpus = "tinyshakespeare", tokenizer = "byte", block_size = 128 }
+    train = { steps = 300, batch_size = 16, lr = 2e-3 }
+    [grid]
+    quant = ["fp32", "bitnet-b1.58", "bitnet"]
+    seed = [0, 1]
+    [[zip]]
+    n_layer = [2, 3, 4]
+    d_model = [32, 64, 128]
+
+Every expanded run is a validated `RunConfig` (or `LMRunConfig`). Its id is the first 16 hex digits of the SHA-256 of its
 canonical JSON: keys sorted, fields equal to their defaults left out (so adding a defaulted field
 to bitscale does not change old ids), the quantizer written as its preset name when it is one, and
 an `init_seed` equal to the train seed dropped (it builds the same model). The same run reached from
@@ -40,12 +55,16 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
-from ..quant import QuantConfig, preset_name
+from ..quant import QuantConfig, preset_name, resolve_config
+from ..train.lm_config import LMRunConfig
 from ..train.run import RunConfig, format_validation_error
+from .kinds import AnyRunConfig, config_class, kind_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,23 +86,40 @@ ALIASES = {
     "batch_size": "train.batch_size",
     "seed": "train.seed",
 }
+LM_ALIASES = {
+    "quant": "model.quant",
+    "n_layer": "model.n_layer",
+    "n_head": "model.n_head",
+    "d_model": "model.d_model",
+    "d_ff": "model.d_ff",
+    "mlp": "model.mlp",
+    "vocab_size": "model.vocab_size",
+    "corpus": "data.corpus",
+    "tokenizer": "data.tokenizer",
+    "steps": "train.steps",
+    "lr": "train.lr",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+}
 
 
 class SweepError(ValueError):
     """A sweep file that cannot be expanded: the message is one line naming the key."""
 
 
-def _config_key(key: str) -> str:
-    """Resolve an alias and check that the dotted key names a field of RunConfig."""
-    path = ALIASES.get(key, key)
+def _config_key(key: str, kind: str = "regression") -> str:
+    """Resolve an alias and check that the dotted key names a field of the kind's config class."""
+    aliases = LM_ALIASES if kind == "lm" else ALIASES
+    path = aliases.get(key, key)
     parts = path.split(".")
-    model: Any = RunConfig
+    model: Any = config_class(kind)
     for i, part in enumerate(parts):
         fields = getattr(model, "model_fields", None)
         if fields is None or part not in fields:
+            example = "model.d_model, data.corpus" if kind == "lm" else "model.width, task.n_train"
             raise ValueError(
-                f"unknown config key {key!r}; expected a dotted key such as model.width, task.n_train, "
-                f"train.lr, or one of {', '.join(ALIASES)}"
+                f"unknown config key {key!r}; expected a dotted key such as {example}, "
+                f"train.lr, or one of {', '.join(aliases)}"
             )
         annotation = fields[part].annotation
         if part in ("options", "quant"):  # free-form tables: any sub-key is the callee's to validate
@@ -126,6 +162,12 @@ def _expand_values(key: str, spec: Any) -> list[Any]:
 Axes = dict[str, Any]
 
 
+def _base_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return kind_of(value)
+    return "lm" if isinstance(value, LMRunConfig) else "regression"
+
+
 class SweepFile(BaseModel):
     """The validated contents of a sweep file (see the module docstring)."""
 
@@ -133,23 +175,41 @@ class SweepFile(BaseModel):
 
     name: Optional[str] = Field(None, min_length=1)
     description: str = ""
+    kind: Literal["regression", "lm"] = "regression"
     checkpoint_every: Optional[int] = Field(None, ge=1, description="steps between training-state checkpoints")
-    base: RunConfig = Field(default_factory=RunConfig)
+    base: Annotated[
+        Union[Annotated[RunConfig, Tag("regression")], Annotated[LMRunConfig, Tag("lm")]],
+        Discriminator(_base_kind),
+    ] = Field(default_factory=RunConfig)
     grid: Axes = Field(default_factory=dict)
     zip: Union[Axes, list[Axes]] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _base_of_kind(cls, data: Any) -> Any:
+        """[base] is validated as the config class of the sweep's `kind`."""
+        if isinstance(data, dict) and data.get("kind") == "lm" and isinstance(data.get("base", {}), dict):
+            data = {**data, "base": {**data.get("base", {}), "kind": "lm"}}
+        return data
+
+    @model_validator(mode="after")
+    def _base_matches_kind(self) -> "SweepFile":
+        if kind_of(self.base.model_dump()) != self.kind:
+            raise ValueError(f"base: kind = {kind_of(self.base.model_dump())!r} but the sweep's kind is {self.kind!r}")
+        return self
+
     @field_validator("grid")
     @classmethod
-    def _check_grid(cls, axes: Axes) -> Axes:
-        return _check_axes(axes)
+    def _check_grid(cls, axes: Axes, info: ValidationInfo) -> Axes:
+        return _check_axes(axes, info.data.get("kind", "regression"))
 
     @field_validator("zip")
     @classmethod
-    def _check_zip(cls, groups: Union[Axes, list[Axes]]) -> list[Axes]:
+    def _check_zip(cls, groups: Union[Axes, list[Axes]], info: ValidationInfo) -> list[Axes]:
         groups = [groups] if isinstance(groups, dict) else groups
         checked = []
         for i, group in enumerate(groups):
-            axes = _check_axes(group)
+            axes = _check_axes(group, info.data.get("kind", "regression"))
             lengths = {k: len(v) for k, v in axes.items()}
             if len(set(lengths.values())) > 1:
                 listing = ", ".join(f"{k} has {n}" for k, n in lengths.items())
@@ -158,12 +218,12 @@ class SweepFile(BaseModel):
         return checked
 
 
-def _check_axes(axes: Axes) -> Axes:
+def _check_axes(axes: Axes, kind: str = "regression") -> Axes:
     """Resolve each axis to (dotted key -> list of values), raising ValueError naming the axis."""
     out: dict[str, list[Any]] = {}
     for key, spec in axes.items():
         try:
-            path = _config_key(key)
+            path = _config_key(key, kind)
             values = _expand_values(key, spec)
         except ValueError as e:
             raise ValueError(f"{key}: {e}") from None
@@ -178,25 +238,31 @@ class RunSpec:
     """One expanded run: its stable id, its validated config, and the axis values that made it."""
 
     id: str
-    config: RunConfig
+    config: AnyRunConfig
     point: dict[str, Any]
 
 
-def canonical_config(config: RunConfig) -> dict[str, Any]:
-    """The config as the dict its id hashes (see the module docstring)."""
+def canonical_config(config: AnyRunConfig) -> dict[str, Any]:
+    """The config as the dict its id hashes (see the module docstring). An LM config keeps its
+    `kind` (a default, but the one thing that tells it from a regression config)."""
     data = config.model_dump(mode="json", exclude_defaults=True)
     model = data.setdefault("model", {})
     quant = config.model.quant
+    if isinstance(quant, dict):
+        quant = resolve_config(quant)
     if isinstance(quant, QuantConfig):
         model["quant"] = preset_name(quant) or quant.model_dump(mode="json")
     else:
         model["quant"] = quant
-    if config.model.init_seed is not None and config.model.init_seed == config.train.seed:
+    init_seed = getattr(config.model, "init_seed", None)
+    if init_seed is not None and init_seed == config.train.seed:
         model.pop("init_seed", None)
+    if isinstance(config, LMRunConfig):
+        data["kind"] = "lm"
     return data
 
 
-def run_id(config: RunConfig) -> str:
+def run_id(config: AnyRunConfig) -> str:
     """16 hex digits of SHA-256 over the canonical JSON of `config`."""
     text = json.dumps(canonical_config(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -227,6 +293,7 @@ def expand(sweep: SweepFile, source: str = "sweep") -> list[RunSpec]:
         [dict(zip(group, row)) for row in zip(*group.values())] for group in zip_groups if group
     ]
     base = sweep.base.model_dump(mode="json", exclude_unset=True)
+    config_cls = config_class(sweep.kind)
     specs, seen = [], set()
     for grid_point in grid_points:
         for rows in itertools.product(*zip_rows) if zip_rows else [()]:
@@ -237,7 +304,7 @@ def expand(sweep: SweepFile, source: str = "sweep") -> list[RunSpec]:
             for path, value in point.items():
                 _set_path(data, path, value)
             try:
-                config = RunConfig.model_validate(data)
+                config = config_cls.model_validate(data)
             except ValidationError as e:
                 at = ", ".join(f"{k}={v!r}" for k, v in point.items())
                 raise SweepError(f"{format_validation_error(e, source)} (at {at})") from None

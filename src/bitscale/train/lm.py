@@ -52,6 +52,7 @@ from .config import TrainConfig
 from .lm_config import LM_TRAIN_DEFAULTS, LMDataConfig, LMRunConfig, load_lm_config
 from .lm_files import generate_text, load_lm, save_lm
 from .schedules import lr_at, weight_decay_at
+from .state import load_training_state, save_training_state
 
 
 @dataclass
@@ -69,6 +70,8 @@ class LMResult:
     n_params: int
     world_size: int
     wall_time_s: float
+    status: str = "done"  # or "diverged": the training loss became non-finite
+    diverged_at: "int | None" = None  # the update whose loss was non-finite
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -83,6 +86,8 @@ def bits_per_byte(loss_nats: float, n_tokens: int, n_bytes: int) -> float:
 
 
 def perplexity(loss_nats: float) -> float:
+    if math.isnan(loss_nats):
+        return math.nan
     return math.exp(loss_nats) if loss_nats < 700 else math.inf
 
 
@@ -148,9 +153,18 @@ def train_lm(
     out_dir: "str | Path | None" = None,
     *,
     callback: "Callable[[int, float], None] | None" = None,
+    checkpoint: "str | Path | None" = None,
+    checkpoint_every: "int | None" = None,
 ) -> LMResult:
     """Train a Decoder per `cfg`; callback(step_done, train_loss) after every update (rank 0 only).
-    Under torchrun (WORLD_SIZE > 1) runs DDP; see the module docstring."""
+    Under torchrun (WORLD_SIZE > 1) runs DDP; see the module docstring.
+
+    `checkpoint`: a training-state file (`bitscale.train.state`) to resume from if it exists and to write
+    every `checkpoint_every` updates (default `train.eval_every`); the resumed run's curves and final
+    loss equal the uninterrupted run's. A non-finite training loss stops the run with status "diverged".
+    """
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     t0 = time.perf_counter()
     rank, world, local_rank = _dist_env()
     tc = cfg.train
@@ -181,9 +195,11 @@ def train_lm(
         n_val_tokens = val_stream.n_tokens
         tokens_per_byte = n_val_tokens / _tokenizer_bytes(tokenizer, val_stream.tokens)
 
-        batches = train_stream.batches(B, T, torch.Generator().manual_seed(tc.seed))
+        batch_gen = torch.Generator().manual_seed(tc.seed)
+        batches = train_stream.batches(B, T, batch_gen)
         train_losses: list[float] = []
         eval_steps, train_curve, val_curve = [], [], []
+        start, elapsed_before, diverged_at = 0, 0.0, None
 
         def do_eval(step: int) -> None:
             if rank == 0:
@@ -192,9 +208,30 @@ def train_lm(
                 train_curve.append(sum(since) / len(since) if since else math.nan)
                 val_curve.append(evaluate(raw, windows, device, autocast))
 
-        do_eval(0)
+        def save(step: int) -> None:
+            if rank == 0:
+                extra = {"train_losses": train_losses, "eval_steps": eval_steps, "train_curve": train_curve,
+                         "val_curve": val_curve, "wall_time_s": elapsed_before + time.perf_counter() - t0}
+                save_training_state(checkpoint, raw, opt, batch_gen, step, extra)
+            if world > 1:
+                dist.barrier()
+
+        if checkpoint is not None and Path(checkpoint).exists():
+            start, batch_state, extra = load_training_state(checkpoint, raw, opt)
+            train_losses = [float(v) for v in extra["train_losses"]]
+            eval_steps = [int(s) for s in extra["eval_steps"]]
+            train_curve = [math.nan if v is None else float(v) for v in extra["train_curve"]]
+            val_curve = [float(v) for v in extra["val_curve"]]
+            elapsed_before = float(extra["wall_time_s"])
+            for _ in range(start):  # replay the window draws (cheap) and check we are where the file says
+                train_stream.sample_positions(B, T, batch_gen)
+            if not torch.equal(batch_gen.get_state(), batch_state):
+                raise RuntimeError(f"{checkpoint}: the batch stream does not match the checkpoint (different data or seed?)")
+        else:
+            do_eval(0)
+        every = checkpoint_every or tc.eval_every
         model.train()
-        for step in range(tc.steps):
+        for step in range(start, tc.steps):
             lr, wd = lr_at(step, tc), weight_decay_at(step, tc)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -216,14 +253,20 @@ def train_lm(
                 loss_val = loss_val / world
             lv = float(loss_val)
             train_losses.append(lv)
+            if not math.isfinite(lv):
+                diverged_at = step
+                break
             if rank == 0 and callback is not None:
                 callback(step + 1, lv)
-            if (step + 1) % tc.eval_every == 0 or step + 1 == tc.steps:
-                do_eval(step + 1)
+            done = step + 1
+            if done % tc.eval_every == 0 or done == tc.steps:
+                do_eval(done)
+            if checkpoint is not None and done % every == 0 and done < tc.steps:
+                save(done)
 
         result = None
         if rank == 0:
-            final = val_curve[-1]
+            final = val_curve[-1] if diverged_at is None else math.nan
             result = LMResult(
                 steps=tc.steps,
                 train_losses=train_losses,
@@ -234,10 +277,12 @@ def train_lm(
                 perplexity=perplexity(final),
                 bits_per_byte=final / math.log(2) * tokens_per_byte,
                 tokens_per_byte=tokens_per_byte,
-                tokens_seen=tc.steps * B * T,
+                tokens_seen=len(train_losses) * B * T,
                 n_params=sum(p.numel() for p in {id(p): p for p in raw.parameters()}.values()),
                 world_size=world,
-                wall_time_s=time.perf_counter() - t0,
+                wall_time_s=elapsed_before + time.perf_counter() - t0,
+                status="done" if diverged_at is None else "diverged",
+                diverged_at=diverged_at,
             )
             if out_dir is not None:
                 save_lm(out_dir, raw, tokenizer, cfg, result)

@@ -58,8 +58,12 @@ class LMDataConfig(BaseModel):
 
 
 class LMRunConfig(BaseModel):
+    """A language-model run. `kind` tells it apart from a regression `RunConfig` where both can appear
+    (a sweep file, the results store); config files may leave it out."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    kind: Literal["lm"] = "lm"
     model: DecoderConfig = Field(default_factory=DecoderConfig)
     data: LMDataConfig = Field(default_factory=LMDataConfig)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(**LM_TRAIN_DEFAULTS))

@@ -105,7 +105,10 @@ def format_validation_error(err: ValidationError, source: str = "config") -> str
     """One line: `source: field.path: message (got value)` for each problem, joined by '; '."""
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        path = [str(p) for p in e["loc"] if not str(p).startswith("function-")]
+        if path[:1] == ["base"] and path[1:2] in (["lm"], ["regression"]):
+            del path[1]  # the tag of a sweep's [base] union, not a field
+        loc = ".".join(path)
         msg = e["msg"].removeprefix("Value error, ")
         got = "" if e["type"] in ("missing",) else f" (got {e['input']!r})"
         parts.append(f"{loc or '(top level)'}: {msg}{got}")

@@ -17,6 +17,8 @@ BATCHABLE_FIELDS: dict[str, tuple[str, ...]] = {
 
 def can_batch(config: RunConfig) -> str | None:
     """None if `config` can be trained in a batched group, else a short reason why not."""
+    if not isinstance(config, RunConfig):
+        return "not a regression run (language models train one by one)"
     quant = resolve_config(config.model.quant)
     if quant.norm:
         return "quant norm=True"
