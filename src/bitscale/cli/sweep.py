@@ -190,3 +190,48 @@ def runs_export(
         fail(str(e))
     if out is not None:
         err_console.print(f"wrote {out}")
+
+
+@app.command("compare")
+def compare_command(
+    store: Path = typer.Option(DEFAULT_STORE, help="results store"),
+    sweep: Optional[str] = typer.Option(None, help="only this sweep's runs"),
+    by: str = typer.Option("model.quant", help="the config column whose values are compared"),
+    size: str = typer.Option("model.width", help="the config column that says which runs are the same size "
+                                                 "(model.width; model.d_model for decoders)"),
+    reference: str = typer.Option("fp32", help="the value of --by that the others are compared with"),
+    metric: str = typer.Option("final_test_loss", help="the run column compared (LM: validation loss)"),
+    n_column: str = typer.Option("n_params_non_embedding", "--n-column", help="the parameter count shown and plotted"),
+    markdown: Optional[Path] = typer.Option(None, help="also write the table as markdown to this file"),
+    plot: Optional[Path] = typer.Option(None, help="write a plot: metric and gap to the reference against N"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON records instead of a table"),
+) -> None:
+    """Each variant's loss at each size, over seeds, and its gap to the reference (e.g. ternary vs fp32)."""
+    from ..atomic import atomic_write
+    from ..laws import LawDataError
+    from ..sweep.compare import compare_runs, plot_comparison, to_markdown
+
+    if not store.exists():
+        fail(f"{store}: no such store")
+    try:
+        table = compare_runs(store, sweep=sweep, by=by, size=size, reference=reference, metric=metric, n_column=n_column)
+    except LawDataError as e:
+        fail(" ".join(str(e).split()))
+    if json_out:
+        print(table.to_json(orient="records", indent=2))
+    else:
+        out = Table(box=box.SIMPLE_HEAD, caption=f"gap: mean {metric} minus {reference}'s at the same {size} (± Welch s.e.)")
+        for column in (size, "variant", "N", "seeds", "mean", "std", "min", "max", "gap", "relative"):
+            out.add_column(column, justify="left" if column == "variant" else "right", no_wrap=True)
+        for r in table.itertuples(index=False):
+            gap = _num(r.gap, "+.4f") + ("" if math.isnan(r.gap_se) else f" ± {r.gap_se:.4f}")
+            out.add_row(str(r.size), r.label, f"{r.N:,.0f}", str(r.n), _num(r.mean, ".4f"), _num(r.std, ".4f"),
+                        _num(r.min, ".4f"), _num(r.max, ".4f"), gap, "-" if math.isnan(r.gap_relative) else f"{100 * r.gap_relative:+.1f}%")
+        console.print(out)
+    if markdown is not None:
+        text = to_markdown(table, size=size, metric=metric, reference=reference)
+        atomic_write(markdown, lambda tmp: Path(tmp).write_text(text))
+        err_console.print(f"wrote {markdown}")
+    if plot is not None:
+        plot_comparison(table, plot, metric=metric, reference=reference, title=sweep or "")
+        err_console.print(f"wrote {plot}")
