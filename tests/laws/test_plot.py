@@ -97,3 +97,18 @@ def test_real_fit_and_bootstrap(tmp_path):
     fit = fit_law("chinchilla", data, grid=grid)
     boot = bootstrap("chinchilla", data, fit, n=16, max_iter=100)
     check_png(plot_fits([data], [fit], tmp_path / "real.png", boots=[boot], holdouts=[fake_holdout(data)]))
+
+
+def test_values_within_two_percent_are_one_slice():
+    from bitscale.laws.plot import _cluster, _slices
+
+    # bits per weight of three precisions at several sizes: the scale's share differs with the shape
+    P = np.array([1.0156, 1.0039, 1.0002, 2.0156, 2.0002, 32.0, 32.0])
+    assert list(_cluster(P)) == [0, 0, 0, 1, 1, 2, 2]
+    data = make_data(CHIN, np.geomspace(1e3, 1e5, 7), np.full(7, 1e5), "p")
+    data.x["P"] = P
+    slices, member = _slices(data, ("N", "P"), "N")
+    assert [s["P"] for s in slices] == pytest.approx([1.0039, 2.0079, 32.0])  # each at its cluster's median
+    assert list(member) == [0, 0, 0, 1, 1, 2, 2]
+    data.x["P"] = np.array([1.0, 1.03, 1.07, 1.1, 1.15, 1.2, 1.25])  # 7 distinct slices: one median curve
+    assert _slices(data, ("N", "P"), "N")[1] is None
