@@ -47,19 +47,115 @@ def lm_command(
 
 @app.command("generate")
 def generate_command(
-    ckpt: Path = typer.Argument(..., help="an LM run directory written by `bitscale lm --out`"),
+    ckpt: Optional[Path] = typer.Argument(None, help="an LM run directory written by `bitscale lm --out`"),
     prompt: str = typer.Option("", help="text to continue"),
     max_new_tokens: int = typer.Option(200, min=0),
     temperature: float = typer.Option(0.8, help="<= 0 picks the most likely token"),
     top_k: Optional[int] = typer.Option(50, min=1),
     seed: int = typer.Option(0),
+    packed: bool = typer.Option(
+        False, "--packed", help="generate with the packed model (bitscale.nn.pack), the same weights as dense fp32 and the fake-quant model; print tokens/s of each"
+    ),
+    random_decoder: Optional[str] = typer.Option(
+        None, "--random-decoder", metavar="LAYERSxWIDTH", help="use a randomly initialized ternary decoder (e.g. 4x256, byte tokens) instead of CKPT"
+    ),
 ) -> None:
     """Sample a continuation of --prompt from a trained LM and print it."""
     from ..train.lm import generate_text, load_lm
 
+    if (ckpt is None) == (random_decoder is None):
+        fail("give an LM run directory or --random-decoder LAYERSxWIDTH (one of them)")
+    if random_decoder is not None:
+        model, tokenizer = _random_decoder(random_decoder, seed)
+    else:
+        try:
+            model, tokenizer, _ = load_lm(ckpt)
+        except (ValueError, ImportError, ValidationError) as e:
+            fail(str(e).splitlines()[0])
+    kw = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
+    if not packed:
+        typer.echo(generate_text(model, tokenizer, prompt, **kw))
+        return
+    _generate_packed(model, tokenizer, prompt, kw)
+
+
+def _random_decoder(spec: str, seed: int):
+    """A bitnet-b1.58 Decoder of LAYERSxWIDTH (byte vocabulary, heads of 64 where possible), random init."""
+    from ..data.tokenizers import ByteTokenizer
+    from ..models.decoder import Decoder, DecoderConfig
+
     try:
-        model, tokenizer, _ = load_lm(ckpt)
-    except (ValueError, ImportError, ValidationError) as e:
-        fail(str(e).splitlines()[0])
-    text = generate_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
-    typer.echo(text)
+        n_layer, width = (int(v) for v in spec.lower().split("x"))
+    except ValueError:
+        fail(f"--random-decoder: expected LAYERSxWIDTH such as 4x256, got {spec!r}")
+    if n_layer < 1 or width < 2 or width % 2:
+        fail(f"--random-decoder: layers must be >= 1 and width an even number >= 2, got {spec!r}")
+    n_head = max(1, width // 64)
+    while width % n_head or (width // n_head) % 2:
+        n_head -= 1
+    cfg = DecoderConfig(vocab_size=256, n_layer=n_layer, d_model=width, n_head=n_head, block_size=256, quant="bitnet-b1.58")
+    return Decoder(cfg, seed=seed).eval(), ByteTokenizer()
+
+
+def _dense_fp32(model):
+    """The same model as plain fp32 inference: every BitLinear holds its dequantized weight Q(W) and
+    multiplies with F.linear (its RMSNorm kept, activations not quantized): the dense baseline."""
+    import copy
+
+    import torch
+
+    from ..nn import BitLinear
+
+    dense = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in dense.modules():
+            if isinstance(layer, BitLinear):
+                layer.weight.copy_(layer.quantized_weight())
+    from ..nn import quantize_
+
+    return quantize_(dense, "fp32").eval()
+
+
+def _generate_packed(model, tokenizer, prompt: str, kw: dict) -> None:
+    """Generate with the fp32 fake-quant model and with its packed copy; print the packed text and both rates."""
+    import copy
+    import time
+
+    from ..nn.packed import pack, packed_layers, skipped_layers
+    from ..train.lm import generate_text
+
+    packed_model = pack(copy.deepcopy(model))
+    if not packed_layers(packed_model):
+        reasons = sorted(set(skipped_layers(packed_model).values())) or ["no BitLinear layer"]
+        fail(f"--packed: nothing to pack in this model ({'; '.join(reasons)})")
+    for layer in packed_layers(packed_model).values():
+        layer.prepare()
+    models = {"fp32": _dense_fp32(model), "fake-quant": model, "packed": packed_model}
+    for m in models.values():  # first-call costs (kernel compilation, thread pools, allocator) outside the timing
+        generate_text(m, tokenizer, prompt, **{**kw, "max_new_tokens": min(2, kw["max_new_tokens"])})
+    rates, texts = {}, {}
+    for name, m in models.items():
+        start = time.perf_counter()
+        texts[name] = generate_text(m, tokenizer, prompt, **kw)
+        elapsed = time.perf_counter() - start
+        rates[name] = kw["max_new_tokens"] / elapsed if elapsed > 0 else float("inf")
+    typer.echo(texts["packed"])
+    speedup = rates["packed"] / rates["fp32"] if rates["fp32"] > 0 else float("nan")
+    console.print(
+        f"tokens/s: fp32 {rates['fp32']:.1f} | fp32 fake-quant {rates['fake-quant']:.1f} | packed {rates['packed']:.1f} | "
+        f"speedup vs fp32 {speedup:.2f}x "
+        f"({kw['max_new_tokens']} tokens each, {len(packed_layers(packed_model))} packed layers)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if texts["packed"] == texts["fake-quant"]:
+        console.print("packed and fp32 fake-quant outputs agree", highlight=False)
+    else:
+        a, b = texts["packed"], texts["fake-quant"]
+        at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        console.print(
+            f"packed and fp32 fake-quant outputs differ from character {at} (float rounding can flip an int8 "
+            "activation code or a near-tie between tokens)",
+            highlight=False,
+            soft_wrap=True,
+        )
