@@ -1,0 +1,39 @@
+"""`bitscale report`: a self-contained HTML report (tables, fits, findings, verdicts) of a results store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import app, DEFAULT_STORE, err_console, fail
+
+
+@app.command("report")
+def report_command(
+    store: Path = typer.Option(DEFAULT_STORE, help="results store (SQLite); read only"),
+    out: Path = typer.Option(..., "--out", help="output directory: report.html, report.json, the PNGs"),
+    sweep: Optional[str] = typer.Option(None, help="only this sweep (default: every sweep in the store)"),
+    by: str = typer.Option("model.quant", help="the config column whose values are compared"),
+    size: Optional[str] = typer.Option(None, help="the size column (default: model.width for regression runs, "
+                                                  "model.d_model for LM runs)"),
+    reference: str = typer.Option("fp32", help="the value of --by the others are compared with"),
+    law: str = typer.Option("auto", help="auto | power_N | precision_size | chinchilla | ... (see `bitscale fit`)"),
+    bootstrap: int = typer.Option(200, help="bootstrap resamples per fit (0: no intervals)"),
+    theory: Optional[Path] = typer.Option(None, help="a `bitscale theory` output directory to include"),
+) -> None:
+    """Write OUT/report.html: what was run, tables with intervals, law fits, findings and the 1-bit
+    scaling paper's claims marked holds / does not hold / not tested, with the commands to reproduce."""
+    from ..report import ReportError, build_report
+
+    try:
+        result = build_report(store, out, sweep=sweep, by=by, size=size, reference=reference, law=law,
+                              bootstrap=bootstrap, theory=theory)
+    except ReportError as e:
+        fail(str(e))
+    counts = {}
+    for c in result.claims:
+        counts[c.verdict] = counts.get(c.verdict, 0) + 1
+    err_console.print(f"wrote {result.html_path} ({', '.join(f'{n} {v}' for v, n in counts.items())})",
+                      markup=False, highlight=False)

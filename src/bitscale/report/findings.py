@@ -1,0 +1,306 @@
+"""Numbers into sentences, and the claims of the 1-bit scaling paper into verdicts.
+
+Every sentence and verdict is computed from the comparison tables and fits of one sweep (and the
+theory summary when given); nothing here knows a result in advance. The rules (docs/report.md lists
+them too):
+
+gap vanishes (Daliri, Song & Yang 2024: the 1-bit network's loss gap to full precision vanishes as
+  width grows), per slice and non-reference variant, on the gap of the mean test loss to the
+  reference at each size:
+  - not tested when fewer than 3 sizes have a gap, or the gap at the largest size has no standard
+    error (fewer than 2 seeds on either side);
+  - holds when |gap at the largest size| <= 2 s.e. (Welch) AND the least-squares slope of |gap|
+    against log2(size) is < 0 (it shrinks);
+  - does not hold otherwise.
+power law (the loss follows a power law in width, L = E + A*N^-alpha), per variant, on the power_N
+  fit (chinchilla's N term when the data budget varies):
+  - not tested when the fit failed or fewer than 4 distinct N;
+  - holds when the 95% bootstrap interval of alpha lies above 0 (the point estimate without bootstrap)
+    AND alpha is below 0.99 x the upper bound of its fitted range (5: a fit pinned there has no
+    identified N term) AND the held-out extrapolation error (mean |relative error| at the largest
+    size) is <= 5%;
+  - does not hold otherwise.
+training loss falls with width (the paper: training converges, to a loss that shrinks with width),
+  per slice and non-reference variant, on the mean final train loss per size:
+  - not tested when fewer than 3 sizes or no seed spread at the smallest and largest size;
+  - holds when the least-squares slope of log(mean train loss) against log2(size) is < 0 AND the
+    mean at the largest size is below the mean at the smallest by more than 2 s.e.
+    (s.e. = sqrt(s0^2/n0 + sL^2/nL));
+  - does not hold otherwise.
+The theory claims (the generalization difference |f_1bit - f_fp| vanishes; training stays in the
+kernel regime) are judged from a `bitscale theory` summary (theory.py) and are "not tested by this
+data" from a store alone: a sweep stores losses, not the two networks' outputs or kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .collect import Slice, SweepData, _fmt_value
+from .fits import SweepFits, holdout_text, interval
+
+HOLDS, FAILS, UNTESTED = "holds", "does not hold", "not tested by this data"
+MAX_HOLDOUT_ERROR = 0.05
+PAPER = "Daliri, Song & Yang 2024 (arXiv 2411.01663)"
+CLAIM_GAP = "The loss gap of the 1-bit network to full precision vanishes as width grows"
+CLAIM_POWER = "The loss follows a power law in width (L = E + A·N^-alpha)"
+CLAIM_TRAIN = "The 1-bit network's training loss falls as width grows"
+
+
+@dataclass
+class Claim:
+    claim: str
+    scope: str            # which slice / variant the verdict is about
+    verdict: str          # HOLDS, FAILS or UNTESTED
+    evidence: str         # the numbers
+    test: str             # the rule applied
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def num(x: Any, spec: str = ".4g") -> str:
+    """A number as the report prints it ('–' for missing)."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return format(x, spec)
+
+
+def pm(x: float, se: float, spec: str = ".4g") -> str:
+    return num(x, spec) + ("" if se is None or not math.isfinite(se) else f" ± {num(se, '.2g')}")
+
+
+def pct(x: float) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope of y on x and its standard error (nan with fewer than 3 points)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 2 or np.ptp(x) == 0:
+        return math.nan, math.nan
+    b, a = np.polyfit(x, y, 1)
+    if len(x) < 3:
+        return float(b), math.nan
+    resid = y - (a + b * x)
+    se = math.sqrt(float(resid @ resid) / (len(x) - 2) / float(((x - x.mean()) ** 2).sum()))
+    return float(b), se
+
+
+def _short(size: str) -> str:
+    return {"model.width": "m", "model.d_model": "d_model"}.get(size, size)
+
+
+def _scope(s: Slice, label: str | None = None) -> str:
+    parts = [] if not s.key else [s.title]
+    if label is not None:
+        parts.insert(0, label)
+    return "; ".join(parts) or "all runs"
+
+
+# -- the gap ----------------------------------------------------------------------------------------
+
+def gap_claim(sweep: SweepData, s: Slice, label: str) -> Claim:
+    t = s.table[(s.table["label"] == label) & s.table["gap"].notna()].sort_values("size")
+    m = _short(sweep.size)
+    test = ("|gap at the largest size| ≤ 2 s.e. and the least-squares slope of |gap| against "
+            "log2(size) < 0 → holds")
+    if len(t) < 3:
+        return Claim(CLAIM_GAP, _scope(s, label), UNTESTED, f"only {len(t)} size(s) with both {label} and "
+                     f"{sweep.reference}; the trend needs ≥ 3", test)
+    first, last = t.iloc[0], t.iloc[-1]
+    b, b_se = slope(np.log2(t["size"].astype(float)), t["gap"].abs())
+    evidence = (f"gap {pm(first.gap, first.gap_se)} at {m} = {_fmt_value(first['size'])} → "
+                f"{pm(last.gap, last.gap_se)} at {m} = {_fmt_value(last['size'])}; slope of |gap| "
+                f"{pm(b, b_se, '+.3g')} per doubling of {m}")
+    if not math.isfinite(last.gap_se):
+        return Claim(CLAIM_GAP, _scope(s, label), UNTESTED,
+                     evidence + "; no standard error at the largest size (one seed)", test)
+    small = abs(last.gap) <= 2 * last.gap_se
+    shrinks = b < 0
+    verdict = HOLDS if small and shrinks else FAILS
+    why = (f"; the largest-size gap is {'within' if small else 'more than'} 2 s.e. of 0 and the gap "
+           f"{'shrinks' if shrinks else 'does not shrink'} with {m}")
+    return Claim(CLAIM_GAP, _scope(s, label), verdict, evidence + why, test)
+
+
+def gap_sentences(sweep: SweepData, s: Slice) -> list[str]:
+    m, ref, t = _short(sweep.size), sweep.reference, s.table
+    out = []
+    metric = "test loss" if sweep.metric == "final_test_loss" else sweep.metric
+    for label in [x for x in sweep.labels if x != ref]:
+        r = t[(t["label"] == label) & t["gap"].notna()].sort_values("size")
+        if r.empty:
+            continue
+        n = len(r)
+        ahead = int((r["gap"] > 0).sum())
+        sig = int((r["gap"] > 2 * r["gap_se"]).sum())
+        if ahead == n:
+            lead = f"At every {m} ({n} sizes) {ref} reaches a lower {metric} than {label}"
+        elif ahead == 0:
+            lead = f"At every {m} ({n} sizes) {label} reaches a lower {metric} than {ref}"
+        else:
+            lead = f"{ref} reaches a lower {metric} than {label} at {ahead} of {n} sizes"
+        lead += f" (by more than 2 s.e. at {sig} of {n})" if r["gap_se"].notna().any() else " (one seed: no s.e.)"
+        first, last = r.iloc[0], r.iloc[-1]
+        if n > 1:
+            trend = "shrinks" if abs(last.gap) < abs(first.gap) else "grows" if abs(last.gap) > abs(first.gap) else "stays"
+            lead += (f"; the gap {trend} from {pm(first.gap, first.gap_se)} ({pct(first.gap_relative)}) at "
+                     f"{m} = {_fmt_value(first['size'])} to {pm(last.gap, last.gap_se)} ({pct(last.gap_relative)}) "
+                     f"at {m} = {_fmt_value(last['size'])}")
+            if n > 2:
+                peak = r.loc[r["gap"].abs().idxmax()]
+                low = r.loc[r["gap"].abs().idxmin()]
+                lead += (f"; the smallest gap is {num(low.gap)} at {m} = {_fmt_value(low['size'])}, the largest "
+                         f"{num(peak.gap)} at {m} = {_fmt_value(peak['size'])}")
+        out.append(lead + ".")
+    largest = t[t["size"] == t["size"].max()].sort_values("mean")
+    if len(largest) > 1:
+        best = largest.iloc[0]
+        out.append(f"At the largest {m} ({_fmt_value(best['size'])}) the lowest mean {metric} is {label_of(best)}'s, "
+                   f"{pm(best['mean'], best['std'])} (mean ± std over {int(best['n'])} seeds).")
+    return out
+
+
+def label_of(row: pd.Series) -> str:
+    return str(row["label"])
+
+
+# -- training loss ---------------------------------------------------------------------------------
+
+def train_claim(sweep: SweepData, s: Slice, label: str) -> Claim:
+    t = s.train_table[s.train_table["label"] == label].sort_values("size")
+    t = t[t["mean"].notna() & (t["mean"] > 0)]
+    m = _short(sweep.size)
+    test = ("least-squares slope of log(mean train loss) against log2(size) < 0 and the mean at the largest "
+            "size below the smallest's by > 2 s.e. → holds")
+    if len(t) < 3:
+        return Claim(CLAIM_TRAIN, _scope(s, label), UNTESTED, f"only {len(t)} size(s) with a train loss", test)
+    first, last = t.iloc[0], t.iloc[-1]
+    b, b_se = slope(np.log2(t["size"].astype(float)), np.log(t["mean"]))
+    se = math.sqrt(first["std"] ** 2 / first["n"] + last["std"] ** 2 / last["n"])
+    evidence = (f"mean train loss {pm(first['mean'], first['std'])} at {m} = {_fmt_value(first['size'])} → "
+                f"{pm(last['mean'], last['std'])} at {m} = {_fmt_value(last['size'])} (± std over seeds); "
+                f"slope of log loss {pm(b, b_se, '+.3g')} per doubling")
+    if not math.isfinite(se):
+        return Claim(CLAIM_TRAIN, _scope(s, label), UNTESTED, evidence + "; one seed: no s.e.", test)
+    falls = b < 0 and last["mean"] < first["mean"] - 2 * se
+    return Claim(CLAIM_TRAIN, _scope(s, label), HOLDS if falls else FAILS,
+                 evidence + f"; drop {num(first['mean'] - last['mean'])} vs 2 s.e. = {num(2 * se)}", test)
+
+
+# -- fits --------------------------------------------------------------------------------------------
+
+def power_claims(sweep: SweepData, fits: SweepFits) -> list[Claim]:
+    out = []
+    from ..laws import get_law
+
+    test = (f"95% bootstrap interval of alpha above 0, alpha below the upper bound of its range, and held-out "
+            f"error ≤ {100 * MAX_HOLDOUT_ERROR:.0f}% → holds")
+    for fs in fits.power:
+        for label in sweep.labels:
+            scope = "; ".join(x for x in (label, fs.title if fs.key else "") if x)
+            a = next((a for a in fs.analyses if a.label == label), None)
+            if a is None:
+                reason = fs.errors.get(label) or fs.errors.get("all") or "no fit"
+                out.append(Claim(CLAIM_POWER, scope, UNTESTED, f"{fs.law} fit failed: {reason}", test))
+                continue
+            n_sizes = len(np.unique(a.data.x["N"]))
+            alpha = a.fit.params.get("alpha", math.nan)
+            lo, hi = interval(a, "alpha")
+            err = a.holdout_error
+            evidence = (f"{fs.law}: alpha = {num(alpha, '.3g')} [{num(lo, '.3g')}, {num(hi, '.3g')}], "
+                        f"E = {num(a.fit.params.get('E'), '.4g')}; {holdout_text(a)}")
+            if n_sizes < 4:
+                out.append(Claim(CLAIM_POWER, scope, UNTESTED, evidence + f"; only {n_sizes} sizes (need ≥ 4)", test))
+                continue
+            lower = lo if math.isfinite(lo) else alpha
+            bound = get_law(fs.law).bounds.get("alpha", (0.0, math.inf))[1]
+            at_bound = alpha >= 0.99 * bound
+            ok = lower > 0 and math.isfinite(err) and err <= MAX_HOLDOUT_ERROR and not at_bound
+            if at_bound:
+                evidence += f"; alpha is at the upper bound of its range ({bound:g}): the N term is not identified"
+            out.append(Claim(CLAIM_POWER, scope, HOLDS if ok else FAILS, evidence, test))
+    return out
+
+
+def fit_sentences(sweep: SweepData, fits: SweepFits) -> list[str]:
+    out = [f"Law: {fits.main[0].law if fits.main else fits.law}, because {fits.reason}."]
+    for fs in fits.main:
+        where = f" ({fs.title})" if fs.key else ""
+        for a in fs.analyses:
+            who = "all variants" if a.label == "all" else a.label
+            params = ", ".join(f"{k} = {num(v, '.3g')} [{num(interval(a, k)[0], '.3g')}, {num(interval(a, k)[1], '.3g')}]"
+                               for k, v in a.fit.params.items() if isinstance(v, float))
+            out.append(f"{who}{where}: {params} (95% bootstrap intervals, {fits.bootstrap} resamples); "
+                       f"{holdout_text(a)}.")
+            if fs.law in ("precision", "precision_size") and "gamma" in a.fit.params:
+                out.extend(_fractions(sweep, a))
+        for label, reason in fs.errors.items():
+            out.append(f"{label}{where}: the {fs.law} fit failed: {reason}.")
+    if any(fs is not m for fs, m in zip(fits.power, fits.main)):
+        for fs in fits.power:
+            where = f" ({fs.title})" if fs.key else ""
+            for a in fs.analyses:
+                lo, hi = interval(a, "alpha")
+                out.append(f"Power law in N for {a.label}{where}: the fitted exponent alpha is "
+                           f"{num(a.fit.params['alpha'], '.3g')} [{num(lo, '.3g')}, {num(hi, '.3g')}]; "
+                           f"the held-out error is {pct(a.holdout_error)}.")
+    return out
+
+
+def _fractions(sweep: SweepData, a: Any) -> list[str]:
+    bits = sweep.done.groupby("_label")["bits_per_weight"].mean().dropna()
+    gamma = a.fit.params["gamma"]
+    parts = []
+    for label, p in bits.items():
+        frac = 1 - math.exp(-p / gamma)
+        lo, hi = (a.boot.interval_of(lambda q, p=p: 1 - math.exp(-p / q["gamma"])) if a.boot is not None
+                  else (math.nan, math.nan))
+        parts.append((label, p, frac, lo, hi))
+    if not parts:
+        return []
+    text = "; ".join(f"{label} (P = {p:.3g} bits): {frac:.3g} [{num(lo, '.3g')}, {num(hi, '.3g')}]"
+                     for label, p, frac, lo, hi in parts)
+    out = [f"A stored weight counts as 1 − exp(−P/gamma) of a full parameter: {text}."]
+    ref = next((x for x in parts if x[0] == sweep.reference), None)
+    if ref is not None:
+        for label, p, frac, lo, hi in parts:
+            if label != sweep.reference and frac > 0:
+                out.append(f"So {label} needs about {ref[2] / frac:.3g}× the parameters of {sweep.reference} "
+                           f"for the same loss at this data budget (fit-based).")
+    return out
+
+
+# -- all claims of a sweep ---------------------------------------------------------------------------
+
+def sweep_claims(sweep: SweepData, fits: SweepFits | None) -> list[Claim]:
+    out = []
+    others = [x for x in sweep.labels if x != sweep.reference]
+    for s in sweep.slices:
+        out.extend(gap_claim(sweep, s, label) for label in others)
+    if fits is not None:
+        out.extend(power_claims(sweep, fits))
+    for s in sweep.slices:
+        out.extend(train_claim(sweep, s, label) for label in others)
+    return out
+
+
+def overview_sentences(sweep: SweepData) -> list[str]:
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(sweep.counts.items()))
+    axes = ", ".join(f"{k} ({len(v)} values)" for k, v in sweep.varying.items()) or "nothing"
+    out = [f"{len(sweep.runs)} runs ({counts}); {len(sweep.done)} done runs are used.",
+           f"Kind: {sweep.kind}. Varying: {axes}.",
+           f"Compared: {sweep.by} ({', '.join(sweep.labels)}; reference {sweep.reference}) across "
+           f"{sweep.size} ({', '.join(_fmt_value(v) for v in sorted(sweep.done[sweep.size].unique()))}), "
+           f"metric {sweep.metric}" + (" (an LM run's test loss is its validation loss)" if sweep.kind == "lm" else "")
+           + "."]
+    if sweep.slice_axes:
+        out.append(f"The runs are split into {len(sweep.slices)} slices by {', '.join(sweep.slice_axes)} "
+                   "(settings that vary but are neither compared nor sizes nor seeds).")
+    return out
