@@ -403,3 +403,19 @@ def test_export_keeps_old_file_on_failure(finished_store, tmp_path, monkeypatch)
         export_runs(finished_store, out, "parquet")
     assert out.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_load_sweeps_reads_without_writing(tmp_path):
+    from bitscale.sweep.store import load_sweeps
+
+    path = tmp_path / "s.db"
+    with Store(path) as db:
+        db.add_sweep("a", {"base": {"model": {"width": 4}}})
+        db.add_sweep("b", {})
+    before = path.read_bytes()
+    sweeps = load_sweeps(path)
+    assert [s["name"] for s in sweeps] == ["a", "b"] and sweeps[0]["config"] == {"base": {"model": {"width": 4}}}
+    assert path.read_bytes() == before
+    (tmp_path / "x.txt").write_text("not a store")
+    with pytest.raises(StoreError):
+        load_sweeps(tmp_path / "x.txt")

@@ -226,7 +226,7 @@ def _drop_missing(table: pd.DataFrame, missing: np.ndarray, source: str) -> pd.D
 
 # -- sources --------------------------------------------------------------------------------------
 
-def _quant_labels(table: pd.DataFrame) -> pd.DataFrame:
+def quant_labels(table: pd.DataFrame) -> pd.DataFrame:
     """Give every run a `model.quant` label: the preset name, or for a quant table (stored flattened as
     model.quant.weight, ...) its preset name if it equals one, else 'w:<weight> a:<act>' plus the
     fields that differ from the defaults."""
@@ -276,7 +276,7 @@ def from_store(path: str | Path, *, sweep: str | None = None, by: str | None = N
         raise LawDataError(str(e)) from None
     if runs.empty:
         raise LawDataError(f"{source}: no runs" + (" (is the sweep name right?)" if sweep else ""))
-    runs = _quant_labels(runs[runs["status"] == "done"].reset_index(drop=True))
+    runs = quant_labels(runs[runs["status"] == "done"].reset_index(drop=True))
     if runs.empty:
         raise LawDataError(f"{source}: no runs with status 'done' to fit")
 
@@ -302,13 +302,23 @@ def from_store(path: str | Path, *, sweep: str | None = None, by: str | None = N
     else:
         table = runs
     columns.update(variables or {})
-    values, missing = _evaluate(table, columns, source, lambda var: var == "loss" or var in (variables or {}))
+    return from_frame(table, columns, by=by, group=group_col, label=sweep or "all", source=source,
+                      required=lambda var: var == "loss" or var in (variables or {}))
+
+
+def from_frame(table: pd.DataFrame, columns: Mapping[str, str], *, by: str | None = None,
+               group: str | None = None, label: str = "all", source: str = "data",
+               required: Callable[[str], bool] = lambda var: True) -> list[LawData]:
+    """Scaling-law data from any DataFrame (what from_store and from_csv end in): evaluate `columns`
+    (variable -> expression, "loss" included), drop rows missing a `required` variable with a warning,
+    and split by column `by`. `group` names the column of resampling groups (e.g. train.seed)."""
+    values, missing = _evaluate(table, columns, source, required)
     table = _drop_missing(table, missing, source)
     values = {k: v[~missing] for k, v in values.items()}
     if table.empty:
-        raise LawDataError(f"{source}: every done run has a missing value in the variables used")
-    groups = table[group_col].to_numpy() if group_col in table.columns else None
-    return _split(table, values, groups, by, sweep or "all", source)
+        raise LawDataError(f"{source}: every row has a missing value in the variables used")
+    groups = table[group].to_numpy() if group is not None and group in table.columns else None
+    return _split(table, values, groups, by, label, source)
 
 
 def from_csv(path: str | Path, columns: Mapping[str, str], *, by: str | None = None,

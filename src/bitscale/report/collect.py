@@ -81,7 +81,7 @@ def _fmt_value(v: Any) -> str:
 
 
 def _label(value: Any) -> str:
-    from ..sweep.compare import _label as label
+    from ..sweep.compare import label_of as label
 
     return label(value)
 
@@ -98,20 +98,13 @@ def _hashable(v: Any) -> Any:
 
 def open_runs(store: str | Path, sweep: str | None) -> tuple[list[dict], pd.DataFrame]:
     """(the sweeps rows, load_runs of the store) or ReportError."""
-    from ..sweep.store import StoreError, _open_readonly, load_runs
+    from ..sweep.store import StoreError, load_runs, load_sweeps
 
     path = Path(store).expanduser()
     if not path.exists():
         raise ReportError(f"{path}: no such store")
     try:
-        conn = _open_readonly(path)  # validates the file; read-only, writes nothing to the store
-        try:
-            import json
-
-            sweeps = [{"name": r[0], "config": json.loads(r[1])}
-                      for r in conn.execute("SELECT name, config FROM sweeps ORDER BY created, name")]
-        finally:
-            conn.close()
+        sweeps = [{"name": r["name"], "config": r["config"]} for r in load_sweeps(path)]  # read-only
         runs = load_runs(path)
     except StoreError as e:
         raise ReportError(str(e)) from None
@@ -157,33 +150,17 @@ def default_size(kind: str) -> str:
 
 
 def compare_table(runs: pd.DataFrame, *, size: str, reference: str, metric: str, n_column: str) -> pd.DataFrame:
-    """compare_runs on a DataFrame of done runs with a "_label" column: the same rows and numbers
-    (bitscale.sweep.compare documents the columns and the Welch standard error of the gap)."""
-    from ..sweep.compare import COLUMNS, _order, _stats
+    """compare_frame on a DataFrame of done runs with a "_label" column (bitscale.sweep.compare documents
+    the columns and the Welch standard error of the gap)."""
+    from ..sweep.compare import compare_frame
 
-    rows: list[dict[str, Any]] = []
-    for size_value, at_size in runs.groupby(size, sort=True):
-        stats = {label: _stats(g[metric].to_numpy(dtype=float)) for label, g in at_size.groupby("_label")}
-        ref = stats.get(reference)
-        for label in _order(stats, reference):
-            s = stats[label]
-            n_mean = float(at_size.loc[at_size["_label"] == label, n_column].mean())
-            row = {"size": size_value, "label": label, "N": n_mean, **s}
-            if ref is None or label == reference:
-                row.update(gap=math.nan, gap_relative=math.nan, gap_se=math.nan)
-            else:
-                gap = s["mean"] - ref["mean"]
-                se = (math.sqrt(s["std"] ** 2 / s["n"] + ref["std"] ** 2 / ref["n"])
-                      if min(s["n"], ref["n"]) > 1 else math.nan)
-                row.update(gap=gap, gap_relative=gap / ref["mean"], gap_se=se)
-            rows.append(row)
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return compare_frame(runs, label="_label", size=size, reference=reference, metric=metric, n_column=n_column)
 
 
 def collect(store: str | Path, *, sweep: str | None = None, by: str = "model.quant", size: str | None = None,
             reference: str = "fp32", metric: str = "final_test_loss") -> list[SweepData]:
     """One SweepData per sweep of `store` (or the one named); see the module docstring."""
-    from ..laws.inputs import _quant_labels
+    from ..laws.inputs import quant_labels
 
     sweeps, all_runs = open_runs(store, sweep)
     out = []
@@ -197,7 +174,7 @@ def collect(store: str | Path, *, sweep: str | None = None, by: str = "model.qua
                                   f"({', '.join(f'{n} {k}' for k, n in counts.items()) or 'no runs'})")
             continue  # other sweeps of the store may still be reported
         kind = "lm" if "kind" in done.columns and (done["kind"] == "lm").any() else "regression"
-        done = _quant_labels(done) if by == "model.quant" else done
+        done = quant_labels(done) if by == "model.quant" else done
         size_col = size or default_size(kind)
         n_column = "n_params_non_embedding" if done["n_params_non_embedding"].notna().all() else "n_params"
         for flag, column in (("--by", by), ("--size", size_col), ("metric", metric)):

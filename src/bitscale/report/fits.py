@@ -87,16 +87,13 @@ def _columns(part: pd.DataFrame, n_column: str, metric: str) -> dict[str, str]:
 
 def law_data(part: pd.DataFrame, *, by: str, n_column: str, metric: str, joint: bool, source: str) -> list:
     """LawData for the done runs `part`: one per variant, or one for all when `joint`."""
-    from ..laws.inputs import _drop_missing, _evaluate, _split
+    from ..laws.inputs import from_frame
 
     columns = _columns(part, n_column, metric)
-    values, missing = _evaluate(part, columns, source, lambda var: var in ("loss", "N"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        part = _drop_missing(part.reset_index(drop=True), missing, source)
-    values = {k: v[~missing] for k, v in values.items()}
-    groups = part["train.seed"].to_numpy() if "train.seed" in part.columns else None
-    datasets = _split(part, values, groups, None if joint else "_label", "all", source)
+        datasets = from_frame(part.reset_index(drop=True), columns, by=None if joint else "_label",
+                              group="train.seed", source=source, required=lambda var: var in ("loss", "N"))
     for d in datasets:
         d.label = d.label.removeprefix("_label=")
     return datasets

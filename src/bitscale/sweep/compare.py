@@ -49,31 +49,39 @@ def compare_runs(store: "str | Path", *, sweep: "str | None" = None, by: str = "
     for flag, column in (("by", by), ("size", size), ("metric", metric), ("n-column", n_column)):
         if column not in runs.columns:
             raise LawDataError(f"{source}: {flag}: unknown column {column!r}; available: {', '.join(map(str, runs.columns))}")
-    runs = runs.assign(_label=runs[by].map(_label))
+    runs = runs.assign(_label=runs[by].map(label_of))
     if reference not in set(runs["_label"]):
         raise LawDataError(f"{source}: reference {reference!r} is not a value of {by} "
                            f"(values: {', '.join(sorted(set(runs['_label'])))})")
+    return compare_frame(runs, label="_label", size=size, reference=reference, metric=metric, n_column=n_column)
+
+
+def compare_frame(runs, *, label: str, size: str, reference: str = "fp32", metric: str = "final_test_loss",
+                  n_column: str = "n_params_non_embedding"):
+    """The comparison table of a DataFrame of finished runs whose column `label` names each run's variant
+    (what compare_runs computes after reading the store)."""
+    import pandas as pd
+
     rows: list[dict[str, Any]] = []
     for size_value, at_size in runs.groupby(size, sort=True):
-        stats = {label: _stats(g[metric].to_numpy(dtype=float)) for label, g in at_size.groupby("_label")}
+        stats = {name: _stats(g[metric].to_numpy(dtype=float)) for name, g in at_size.groupby(label)}
         ref = stats.get(reference)
-        for label in _order(stats, reference):
-            s = stats[label]
-            n_mean = float(at_size.loc[at_size["_label"] == label, n_column].mean())
-            row = {"size": size_value, "label": label, "N": n_mean, **s}
-            if ref is None or label == reference:
+        for name in _order(stats, reference):
+            s = stats[name]
+            n_mean = float(at_size.loc[at_size[label] == name, n_column].mean())
+            row = {"size": size_value, "label": name, "N": n_mean, **s}
+            if ref is None or name == reference:
                 row.update(gap=math.nan, gap_relative=math.nan, gap_se=math.nan)
             else:
                 gap = s["mean"] - ref["mean"]
                 se = math.sqrt(s["std"] ** 2 / s["n"] + ref["std"] ** 2 / ref["n"]) if min(s["n"], ref["n"]) > 1 else math.nan
                 row.update(gap=gap, gap_relative=gap / ref["mean"], gap_se=se)
             rows.append(row)
-    import pandas as pd
-
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _label(value: Any) -> str:
+def label_of(value: Any) -> str:
+    """A config value as a variant label: 256.0 -> '256', strings as they are."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return value if isinstance(value, str) else str(value)
@@ -101,7 +109,7 @@ def to_markdown(table, *, size: str, metric: str, reference: str) -> str:
     for r in table.itertuples(index=False):
         gap = "–" if math.isnan(r.gap) else f"{r.gap:+.4f}" + ("" if math.isnan(r.gap_se) else f" ± {r.gap_se:.4f}")
         rel = "–" if math.isnan(r.gap_relative) else f"{100 * r.gap_relative:+.1f}%"
-        lines.append(f"| {_label(r.size)} | {r.label} | {r.N:,.0f} | {r.n} | {num(r.mean)} ± {num(r.std)} | "
+        lines.append(f"| {label_of(r.size)} | {r.label} | {r.N:,.0f} | {r.n} | {num(r.mean)} ± {num(r.std)} | "
                      f"{num(r.min)} – {num(r.max)} | {gap} | {rel} |")
     return "\n".join(lines) + "\n"
 

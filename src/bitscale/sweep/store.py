@@ -479,6 +479,17 @@ def load_runs(path: str | Path, sweep: str | None = None):
     return pd.concat([table[order], configs.set_axis(table.index)], axis=1)
 
 
+def load_sweeps(path: str | Path) -> list[dict]:
+    """The sweeps table, oldest first, as dicts {name, config, created, updated}. Read-only; StoreError
+    if `path` is not a store."""
+    conn = _open_readonly(Path(path).expanduser())
+    conn.row_factory = sqlite3.Row
+    try:
+        return [_with_config(r) for r in conn.execute("SELECT * FROM sweeps ORDER BY created, name")]
+    finally:
+        conn.close()
+
+
 def load_metrics(path: str | Path, sweep: str | None = None):
     """All metrics (of `sweep`'s runs) in long format: columns run, step, split, name, value."""
     import pandas as pd
