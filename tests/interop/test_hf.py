@@ -242,8 +242,6 @@ def _run_dir(tmp_path, quant="bitnet-b1.58"):
 
 
 def test_cli_export_hf(tmp_path, cli):
-    import bitscale.cli.hf  # noqa: F401  (registers the command)
-
     run = _run_dir(tmp_path)
     code, out, err = cli("export-hf", run, tmp_path / "hf")
     assert code == 0, err

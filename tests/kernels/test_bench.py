@@ -1,6 +1,5 @@
 import json
 
-import bitscale.cli.bench  # noqa: F401  (registers `bitscale bench`)
 from bitscale.kernels import bench, layout
 
 REQUIRED = ("shape", "batch", "kernel", "ms", "speedup_vs_fp32", "speedup_vs_bf16", "fraction_of_bandwidth", "bits_per_weight")

@@ -1,42 +1,15 @@
 """`bitscale pack` and `bitscale generate --packed`, in process."""
 
 import re
-import sys
-import types
 
 import pytest
 import torch
 
-import bitscale.cli.pack  # noqa: F401  (registers `pack` if the CLI's import list does not yet)
 from bitscale.data.tokenizers import ByteTokenizer
 from bitscale.kernels.packfile import file_metadata
 from bitscale.models.decoder import Decoder, DecoderConfig
 from bitscale.nn import PackedBitLinear
 from bitscale.nn.packed import load_packed_lm, load_packed_model
-
-
-def _fallback_ops() -> types.ModuleType:
-    """The formula of bitscale.kernels.ops in plain torch, used only while that module is missing."""
-    mod = types.ModuleType("bitscale.kernels.ops")
-
-    class KernelWeights:
-        def __init__(self, codes, kind):
-            self.codes, self.kind, self.nbytes = codes.to(torch.int8), kind, codes.numel()
-
-    def packed_linear(x, w, weight_scale, *, act="int8", eps=1e-5, backend="auto"):
-        s = 127 / torch.maximum(x.amax(-1, keepdim=True), x.amin(-1, keepdim=True).neg()).clamp(min=eps)
-        return ((x * s).round() @ w.codes.to(x.dtype).t()) / s * weight_scale
-
-    mod.KernelWeights, mod.prepare_weights, mod.packed_linear = KernelWeights, KernelWeights, packed_linear
-    return mod
-
-
-@pytest.fixture(autouse=True)
-def kernel_ops(monkeypatch):
-    try:
-        import bitscale.kernels.ops  # noqa: F401
-    except ImportError:
-        monkeypatch.setitem(sys.modules, "bitscale.kernels.ops", _fallback_ops())
 
 
 def lm_run(tmp_path, quant="bitnet-b1.58"):

@@ -1,8 +1,6 @@
 """PackedBitLinear and pack(model): outputs match the fake-quant model; save / load without fp32 weights."""
 
 import copy
-import sys
-import types
 
 import pytest
 import torch
@@ -12,42 +10,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from bitscale.models.decoder import Decoder, DecoderConfig
 from bitscale.nn import BitLinear, PackedBitLinear, load_packed_model, pack, save_packed_model
 from bitscale.nn.packed import skipped_layers, unpackable_reason
-
-
-def _fallback_ops() -> types.ModuleType:
-    """The formula of bitscale.kernels.ops in plain torch, used only while that module is missing."""
-    mod = types.ModuleType("bitscale.kernels.ops")
-
-    class KernelWeights:
-        def __init__(self, codes, kind):
-            self.codes, self.kind = codes.to(torch.int8), kind
-            self.out_features, self.in_features = codes.shape
-            self.nbytes = codes.numel()
-
-    def prepare_weights(codes, kind):
-        return KernelWeights(codes, kind)
-
-    def packed_linear(x, w, weight_scale, *, act="int8", eps=1e-5, backend="auto"):
-        codes = w.codes.to(x.dtype)
-        if act == "int8":
-            absmax = torch.maximum(x.amax(-1, keepdim=True), x.amin(-1, keepdim=True).neg()).clamp(min=eps)
-            s = 127 / absmax
-            y = ((x * s).round() @ codes.t()) / s
-        else:
-            k = x.abs().mean(-1, keepdim=True)
-            y = (torch.where(x > 0, 1.0, -1.0) @ codes.t()) * k
-        return y * weight_scale
-
-    mod.KernelWeights, mod.prepare_weights, mod.packed_linear = KernelWeights, prepare_weights, packed_linear
-    return mod
-
-
-@pytest.fixture(autouse=True)
-def kernel_ops(monkeypatch):
-    try:
-        import bitscale.kernels.ops  # noqa: F401
-    except ImportError:
-        monkeypatch.setitem(sys.modules, "bitscale.kernels.ops", _fallback_ops())
 
 
 def mlp(config, norm=False, bias=True, seed=0):

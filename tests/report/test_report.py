@@ -11,7 +11,6 @@ import sys
 
 import pytest
 
-import bitscale.cli.report  # noqa: F401  (registers the command until bitscale.cli imports it)
 from bitscale.cli import main
 from bitscale.report import FAILS, HOLDS, UNTESTED, build_report
 from bitscale.report.commands import sweep_toml
