@@ -70,9 +70,8 @@ def test_missing_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_quick_prints_the_width_table(tmp_path):
+def test_demo_quick_writes_the_report(tmp_path):
     proc = bitscale("demo", "--quick", "--out", str(tmp_path / "demo"))
     assert proc.returncode == 0, proc.stderr
-    assert "1-bit test" in proc.stdout and "teacher-d64" in proc.stdout
-    data = json.loads((tmp_path / "demo" / "demo.json").read_text())
-    assert len(data["table"]) == 2 * 6
+    assert "holds" in proc.stdout and "report.html" in proc.stdout
+    assert (tmp_path / "demo" / "report" / "report.html").is_file() and (tmp_path / "demo" / "demo.db").is_file()

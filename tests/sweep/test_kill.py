@@ -22,7 +22,7 @@ checkpoint_every = 50
 [base]
 model = { kind = "two_layer" }
 task = { function = "teacher", d = 32, n_train = 256, n_test = 256, input_dist = "sphere" }
-train = { lr = 1.0, steps = 1500, schedule = "cosine", eval_every = 250 }
+train = { lr = 1.0, steps = 3000, schedule = "cosine", eval_every = 500 }  # long enough that 4 kills land before the end
 [grid]
 width = [512, 1024]
 quant = ["paper-1bit", "fp32"]

@@ -1,13 +1,11 @@
-"""`bitscale train` and `bitscale demo`: one run from a config, and the width demo."""
+"""`bitscale train` and `bitscale demo`: one run from a config, and the main job (bitscale.main_job)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich import box
 from rich.table import Table
 
 from .common import app, console, fail, load_run_config, progress_bar
@@ -52,51 +50,35 @@ def train_command(
         raise typer.Exit(1)
 
 
-def _fmt(pair: tuple[float, float], with_std: bool = True) -> str:
-    mean, std = pair
-    if math.isnan(mean):
-        return "-"
-    return f"{mean:.2f}±{std:.2f}" if with_std else f"{mean:.3f}"
-
-
 @app.command("demo")
 def demo_command(
-    quick: bool = typer.Option(False, "--quick", help="fewer widths and steps: under a minute"),
-    out: Path = typer.Option(Path("runs/demo"), help="where demo.json (every run and the table) is written"),
+    quick: bool = typer.Option(False, "--quick", help="fewer steps and a smaller theory study: about a minute"),
+    out: Path = typer.Option(Path("runs/demo"), help="where the store, sweep files, theory outputs and report go"),
 ) -> None:
-    """The paper's 1-bit two-layer network vs its full-precision twin across widths."""
-    from ..demo import FULL, QUICK, results_json, run_demo, width_table
-    from ..train.checkpoint import atomic_write_json
+    """The 1-bit scaling study end to end: width sweep, LM sweep, theory, fits and an HTML report."""
+    from ..main_job import FULL, QUICK, run_main_job
+    from ..report import ReportError
 
-    settings = QUICK if quick else FULL
-    configs = settings.configs()
+    plan = QUICK if quick else FULL
     console.print(
-        f"TwoLayerNet paper-1bit vs fp32 twin: {len(settings.widths)} widths x {len(settings.seeds)} seeds x "
-        f"{len(settings.targets)} targets, {settings.steps} full-batch GD steps (lr {settings.lr}, cosine), "
-        f"n_train={settings.n_train}, inputs on the unit sphere"
+        f"TwoLayerNet {', '.join(plan.quants)}: {len(plan.widths)} widths x {len(plan.seeds)} seeds x 2 targets, "
+        f"{plan.steps} full-batch GD steps | decoder LM {len(plan.lm_sizes)} sizes x fp32/bitnet-b1.58 x "
+        f"{len(plan.lm_seeds)} seeds, {plan.lm_steps} steps | theory study | report -> {out}/report/report.html"
     )
     with progress_bar() as progress:
-        bar = progress.add_task("runs", total=len(configs))
-        results = run_demo(settings, on_run=lambda _: progress.advance(bar))
-    rows = width_table(results)
-    table = Table(
-        title="1-bit (paper-1bit) vs fp32 twin, final losses",
-        caption="test columns: mean±std over seeds; gap = 1-bit test − fp32 test; |Δf| = mean |f_1bit − f_fp| on test inputs",
-        box=box.SIMPLE_HEAD,
-    )
-    for column in ("target", "m", "fp32 train", "1-bit train", "fp32 test", "1-bit test", "gap", "|Δf|"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for row in rows:
-        table.add_row(
-            row["target"].removesuffix("-sphere"),
-            str(row["width"]),
-            _fmt(row["fp32_train"], with_std=False),
-            _fmt(row["1bit_train"], with_std=False),
-            _fmt(row["fp32_test"]),
-            _fmt(row["1bit_test"]),
-            _fmt(row["test_gap"]),
-            _fmt(row["output_difference"]),
-        )
-    console.print(table)
-    atomic_write_json(out / "demo.json", results_json(settings, results))
-    console.print(f"wrote {out / 'demo.json'}")
+        bars: dict[str, int] = {}
+
+        def on_progress(name: str, done: int, total: int) -> None:
+            if name not in bars:
+                bars[name] = progress.add_task(name, total=total or None)
+            progress.update(bars[name], completed=done)
+
+        try:
+            result = run_main_job(plan, out, on_progress=on_progress,
+                                  on_stage=lambda message: progress.console.print(message, highlight=False))
+        except ReportError as e:
+            fail(str(e))
+    report = result["report"]
+    for claim in report.claims:
+        console.print(f"{claim.verdict}: {claim.claim} ({claim.scope})", highlight=False, markup=False)
+    console.print(f"wrote {report.html_path}")
