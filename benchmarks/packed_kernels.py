@@ -31,11 +31,7 @@ def main() -> None:
     console = Console(width=120)
     result = bench.run_benchmark(bench.parse_shapes(args.shapes), bench.parse_batches(args.batches), args.repeat)
     info = result.machine
-    console.print(
-        f"{info.get('cpu', info['processor'])}, {info['cpus']} cpus; torch {info['torch']} ({info['torch_threads']} threads)"
-        + (f"; numba {info['numba']} ({info['numba_threads']} threads, VNNI {info['vnni']})" if "numba" in info else ""),
-        highlight=False,
-    )
+    console.print(bench.machine_line(info), highlight=False)
     console.print(bench.render_table(result))
 
     def row(shape: str, batch: int, kernel: str = "ternary-int8"):

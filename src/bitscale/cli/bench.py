@@ -68,9 +68,5 @@ def bench_kernels(
         print(json.dumps(rows, indent=2))
         return
     info = result.machine
-    console.print(
-        f"{info.get('cpu', info['processor'])}, {info['cpus']} cpus; torch {info['torch']} ({info['torch_threads']} threads)"
-        + (f"; numba {info['numba']} ({info['numba_threads']} threads, VNNI {'on' if info['vnni'] else 'off'})" if "numba" in info else ""),
-        highlight=False,
-    )
+    console.print(bench.machine_line(info), highlight=False)
     console.print(bench.render_table(result))

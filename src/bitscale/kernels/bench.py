@@ -310,3 +310,11 @@ def render_table(result: BenchResult):
             f"{r.bits_per_weight:.2f}",
         )
     return table
+
+
+def machine_line(info: dict) -> str:
+    """One line naming the CPU, torch's threads and numba's (what a result's numbers depend on)."""
+    line = f"{info.get('cpu', info['processor'])}, {info['cpus']} cpus; torch {info['torch']} ({info['torch_threads']} threads)"
+    if "numba" in info:
+        line += f"; numba {info['numba']} ({info['numba_threads']} threads, VNNI {'on' if info['vnni'] else 'off'})"
+    return line
