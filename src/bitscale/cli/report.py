@@ -24,7 +24,7 @@ def report_command(
     theory: Optional[Path] = typer.Option(None, help="a `bitscale theory` output directory to include"),
 ) -> None:
     """Write OUT/report.html: what was run, tables with intervals, law fits, findings and the 1-bit
-    scaling paper's claims marked holds / does not hold / not tested, with the commands to reproduce."""
+    scaling paper's claims marked holds / does not hold / inconclusive / not tested, with the commands to reproduce."""
     from ..report import ReportError, build_report
 
     try:

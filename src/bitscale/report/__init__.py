@@ -11,7 +11,7 @@ build (putting it together and writing the files). docs/report.md describes the 
 
 from bitscale.report.build import ReportResult, build_report
 from bitscale.report.collect import ReportError, collect, compare_table
-from bitscale.report.findings import FAILS, HOLDS, UNTESTED, Claim
+from bitscale.report.findings import FAILS, HOLDS, INCONCLUSIVE, UNTESTED, Claim
 
-__all__ = ["Claim", "FAILS", "HOLDS", "ReportError", "ReportResult", "UNTESTED", "build_report", "collect",
+__all__ = ["Claim", "FAILS", "HOLDS", "INCONCLUSIVE", "ReportError", "ReportResult", "UNTESTED", "build_report", "collect",
            "compare_table"]

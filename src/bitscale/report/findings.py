@@ -10,7 +10,10 @@ gap vanishes (Daliri, Song & Yang 2024: the 1-bit network's loss gap to full pre
   - not tested when fewer than 3 sizes have a gap, or the gap at the largest size has no standard
     error (fewer than 2 seeds on either side);
   - holds when |gap at the largest size| <= 2 s.e. (Welch) AND the least-squares slope of |gap|
-    against log2(size) is < 0 (it shrinks);
+    against log2(size) is < 0 (it shrinks) AND 2 s.e. <= 10% of the reference's mean loss there (the
+    seeds could have shown a gap of that size);
+  - inconclusive when the first two hold but 2 s.e. is larger than that: the seed spread is too wide
+    to tell a vanished gap from a remaining one;
   - does not hold otherwise.
 power law (the loss follows a power law in width, L = E + A*N^-alpha), per variant, on the power_N
   fit (chinchilla's N term when the data budget varies):
@@ -45,7 +48,9 @@ from .collect import Slice, SweepData, _fmt_value
 from .fits import SweepFits, holdout_text, interval
 
 HOLDS, FAILS, UNTESTED = "holds", "does not hold", "not tested by this data"
+INCONCLUSIVE = "inconclusive (too noisy)"
 MAX_HOLDOUT_ERROR = 0.05
+GAP_RESOLUTION = 0.10     # a vanished gap must be resolved to 10% of the reference loss
 PAPER = "Daliri, Song & Yang 2024 (arXiv 2411.01663)"
 CLAIM_GAP = "The loss gap of the 1-bit network to full precision vanishes as width grows"
 CLAIM_POWER = "The loss follows a power law in width (L = E + A·N^-alpha)"
@@ -56,7 +61,7 @@ CLAIM_TRAIN = "The 1-bit network's training loss falls as width grows"
 class Claim:
     claim: str
     scope: str            # which slice / variant the verdict is about
-    verdict: str          # HOLDS, FAILS or UNTESTED
+    verdict: str          # HOLDS, FAILS, INCONCLUSIVE or UNTESTED
     evidence: str         # the numbers
     test: str             # the rule applied
 
@@ -109,7 +114,8 @@ def gap_claim(sweep: SweepData, s: Slice, label: str) -> Claim:
     t = s.table[(s.table["label"] == label) & s.table["gap"].notna()].sort_values("size")
     m = _short(sweep.size)
     test = ("|gap at the largest size| ≤ 2 s.e. and the least-squares slope of |gap| against "
-            "log2(size) < 0 → holds")
+            f"log2(size) < 0 → holds if 2 s.e. ≤ {100 * GAP_RESOLUTION:.0f}% of the reference loss there, "
+            "else inconclusive")
     if len(t) < 3:
         return Claim(CLAIM_GAP, _scope(s, label), UNTESTED, f"only {len(t)} size(s) with both {label} and "
                      f"{sweep.reference}; the trend needs ≥ 3", test)
@@ -123,9 +129,14 @@ def gap_claim(sweep: SweepData, s: Slice, label: str) -> Claim:
                      evidence + "; no standard error at the largest size (one seed)", test)
     small = abs(last.gap) <= 2 * last.gap_se
     shrinks = b < 0
-    verdict = HOLDS if small and shrinks else FAILS
+    ref_loss = float(s.table[(s.table["label"] == sweep.reference) & (s.table["size"] == last["size"])]["mean"].iloc[0])
+    resolved = 2 * last.gap_se <= GAP_RESOLUTION * abs(ref_loss)
+    verdict = FAILS if not (small and shrinks) else HOLDS if resolved else INCONCLUSIVE
     why = (f"; the largest-size gap is {'within' if small else 'more than'} 2 s.e. of 0 and the gap "
            f"{'shrinks' if shrinks else 'does not shrink'} with {m}")
+    if verdict == INCONCLUSIVE:
+        why += (f", but 2 s.e. = {num(2 * last.gap_se, '.2g')} is {pct(2 * last.gap_se / abs(ref_loss))} of "
+                f"{sweep.reference}'s loss {num(ref_loss)}: the seeds cannot tell a vanished gap from a remaining one")
     return Claim(CLAIM_GAP, _scope(s, label), verdict, evidence + why, test)
 
 

@@ -32,11 +32,13 @@ code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 .holds { color: #1a7f37; font-weight: 600; }
 .fails { color: #cf222e; font-weight: 600; }
 .untested { color: #6e7781; font-weight: 600; }
+.inconclusive { color: #9a6700; font-weight: 600; }
 .note { color: #57606a; font-size: 13px; }
 ul.findings li { margin: .25em 0; }
 """
 
-VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "not tested by this data": "untested"}
+VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "not tested by this data": "untested",
+                 "inconclusive (too noisy)": "inconclusive"}
 
 
 def esc(text: object) -> str:
