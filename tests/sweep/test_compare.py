@@ -7,7 +7,7 @@ import math
 import pytest
 
 from bitscale.laws import LawDataError
-from bitscale.sweep.compare import compare_runs, to_markdown
+from bitscale.sweep.compare import compare_frame, compare_runs, to_markdown
 from bitscale.sweep.store import Store
 
 # (width, quant, seed) -> final test loss
@@ -44,6 +44,22 @@ def test_means_gaps_and_standard_errors_by_hand(store):
     assert math.isnan(ref["gap"])
     one = t.loc[(16, "bitnet-b1.58")]
     assert one["gap"] == pytest.approx(0.2) and math.isnan(one["gap_se"])  # the reference has one seed
+    # seeds 0 and 1 pair at width 8 with the same difference 0.5: the paired s.e. is 0
+    assert (ter["n_pairs"], ter["gap_se_paired"]) == (2, pytest.approx(0.0))
+    assert one["n_pairs"] == 1 and math.isnan(one["gap_se_paired"])
+
+
+def test_paired_standard_error_by_hand():
+    """Differences per seed 0.1, 0.3, 0.2: mean 0.2, std 0.1, paired s.e. 0.1/sqrt(3); the seed that only
+    one side has is left out of the pairs. The spread the two share (1, 2, 3) cancels: Welch's s.e. is
+    about 0.58 here."""
+    pd = pytest.importorskip("pandas")
+    runs = pd.DataFrame({"q": ["fp32"] * 3 + ["ternary"] * 4, "w": 8, "train.seed": [0, 1, 2, 0, 1, 2, 5],
+                         "loss": [1.0, 2.0, 3.0, 1.1, 2.3, 3.2, 2.0], "N": 1.0})
+    row = compare_frame(runs, label="q", size="w", metric="loss", n_column="N").set_index("label").loc["ternary"]
+    assert row["n_pairs"] == 3 and row["n"] == 4
+    assert row["gap_se_paired"] == pytest.approx(0.1 / math.sqrt(3))
+    assert row["gap_se"] > 0.5
 
 
 def test_markdown_and_cli(store, cli, tmp_path):

@@ -220,13 +220,14 @@ def compare_command(
     if json_out:
         print(table.to_json(orient="records", indent=2))
     else:
-        out = Table(box=box.SIMPLE_HEAD, caption=f"gap: mean {metric} minus {reference}'s at the same {size} (± Welch s.e.)")
-        for column in (size, "variant", "N", "seeds", "mean", "std", "min", "max", "gap", "relative"):
+        out = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption=f"gap: mean {metric} minus {reference}'s at the same {size} (± Welch s.e.); "
+                    "paired s.e.: over the seeds both were run with; min and max: --markdown or --json")
+        for column in (size, "variant", "N", "seeds", "mean ± std", "gap", "paired s.e.", "relative"):
             out.add_column(column, justify="left" if column == "variant" else "right", no_wrap=True)
         for r in table.itertuples(index=False):
             gap = _num(r.gap, "+.4f") + ("" if math.isnan(r.gap_se) else f" ± {r.gap_se:.4f}")
-            out.add_row(str(r.size), r.label, f"{r.N:,.0f}", str(r.n), _num(r.mean, ".4f"), _num(r.std, ".4f"),
-                        _num(r.min, ".4f"), _num(r.max, ".4f"), gap, "-" if math.isnan(r.gap_relative) else f"{100 * r.gap_relative:+.1f}%")
+            out.add_row(str(r.size), r.label, f"{r.N:,.0f}", str(r.n), f"{_num(r.mean, '.4f')} ± {_num(r.std, '.4f')}",
+                        gap, _num(r.gap_se_paired, ".4f"), "-" if math.isnan(r.gap_relative) else f"{100 * r.gap_relative:+.1f}%")
         console.print(out)
     if markdown is not None:
         text = to_markdown(table, size=size, metric=metric, reference=reference)

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SEED_COLUMNS = ("train.seed", "model.init_seed", "task.seed", "eval_seed")
+from ..sweep.compare import SEED_COLUMNS  # not axes: they repeat an experiment
+
 DATA_COLUMNS = ("task.n_train", "train.steps", "train.batch_size")  # columns that set the data budget
 # bookkeeping columns of load_runs: never an axis of the experiment
 _RUN_COLUMNS = {"id", "sweep", "status", "error", "host", "started", "finished", "wall_time_s", "n_params",

@@ -12,6 +12,11 @@ same size:
     gap_relative = gap / mean(metric | reference)
     gap_se       = sqrt(s_label^2 / n_label + s_ref^2 / n_ref)      (Welch's standard error; NaN
                                                                       when either side has one seed)
+    n_pairs, gap_se_paired = k, std(d) / sqrt(k)                    (the paired standard error over
+        the k seeds run for both, d_i = metric_i(label) - metric_i(reference) for seed i; NaN when
+        k < 2. Runs pair when their seed columns, SEED_COLUMNS, agree: a variant and its reference
+        then share the initialization and the data order, so the seed-to-seed spread they have in
+        common cancels in d_i. The paired mean of d equals `gap` when every run is paired.)
 
 Sizes are matched by a config column (`size`, e.g. model.width or model.d_model), not by parameter
 count, for that reason.
@@ -27,7 +32,9 @@ import numpy as np
 
 from ..laws.data import LawDataError
 
-COLUMNS = ("size", "label", "N", "n", "mean", "std", "min", "max", "gap", "gap_relative", "gap_se")
+COLUMNS = ("size", "label", "N", "n", "mean", "std", "min", "max", "gap", "gap_relative", "gap_se", "n_pairs",
+           "gap_se_paired")
+SEED_COLUMNS = ("train.seed", "model.init_seed", "task.seed", "eval_seed")
 
 
 def compare_runs(store: "str | Path", *, sweep: "str | None" = None, by: str = "model.quant",
@@ -62,6 +69,7 @@ def compare_frame(runs, *, label: str, size: str, reference: str = "fp32", metri
     (what compare_runs computes after reading the store)."""
     import pandas as pd
 
+    keys = [c for c in SEED_COLUMNS if c in runs.columns]
     rows: list[dict[str, Any]] = []
     for size_value, at_size in runs.groupby(size, sort=True):
         stats = {name: _stats(g[metric].to_numpy(dtype=float)) for name, g in at_size.groupby(label)}
@@ -71,13 +79,29 @@ def compare_frame(runs, *, label: str, size: str, reference: str = "fp32", metri
             n_mean = float(at_size.loc[at_size[label] == name, n_column].mean())
             row = {"size": size_value, "label": name, "N": n_mean, **s}
             if ref is None or name == reference:
-                row.update(gap=math.nan, gap_relative=math.nan, gap_se=math.nan)
+                row.update(gap=math.nan, gap_relative=math.nan, gap_se=math.nan, n_pairs=0, gap_se_paired=math.nan)
             else:
                 gap = s["mean"] - ref["mean"]
                 se = math.sqrt(s["std"] ** 2 / s["n"] + ref["std"] ** 2 / ref["n"]) if min(s["n"], ref["n"]) > 1 else math.nan
-                row.update(gap=gap, gap_relative=gap / ref["mean"], gap_se=se)
+                d = _paired_differences(at_size, label, name, reference, keys, metric)
+                paired = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+                row.update(gap=gap, gap_relative=gap / ref["mean"], gap_se=se, n_pairs=len(d), gap_se_paired=paired)
             rows.append(row)
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _paired_differences(runs, label: str, name: str, reference: str, keys: list[str], metric: str) -> np.ndarray:
+    """metric(name) - metric(reference) for each seed key that both have once and finite (empty without keys)."""
+    if not keys:
+        return np.empty(0)
+    sides = []
+    for variant in (name, reference):
+        g = runs.loc[runs[label] == variant, keys + [metric]].copy()
+        g[keys] = g[keys].astype(str)  # a missing seed (None / NaN) is a value to match, not a wildcard
+        g = g[np.isfinite(g[metric].to_numpy(dtype=float))]
+        sides.append(g.drop_duplicates(keys, keep=False).set_index(keys)[metric])
+    both = sides[0].to_frame("a").join(sides[1].to_frame("b"), how="inner")
+    return (both["a"] - both["b"]).to_numpy(dtype=float)
 
 
 def label_of(value: Any) -> str:
