@@ -6,8 +6,8 @@ them too):
 
 gap vanishes (Daliri, Song & Yang 2024: the 1-bit network's loss gap to full precision vanishes as
   width grows), per slice and non-reference variant, on the gap of the mean test loss to the
-  reference at each size. s.e. is the paired standard error over seeds when every run at the largest
-  size has its reference twin (same seeds), else Welch's (compare.py):
+  reference at each size. s.e. is the paired standard error over seeds where every run of the variant
+  and of the reference at that size has its twin with the same seeds, else Welch's (compare.py):
   - not tested when fewer than 3 sizes have a gap, or the gap at the largest size has no standard
     error (fewer than 2 seeds);
   - holds when the least-squares slope of |gap| against log2(size) is < 0 (it shrinks) AND
@@ -121,7 +121,8 @@ def gap_claim(sweep: SweepData, s: Slice, label: str) -> Claim:
         return Claim(CLAIM_GAP, _scope(s, label), UNTESTED, f"only {len(t)} size(s) with both {label} and "
                      f"{sweep.reference}; the trend needs ≥ 3", test)
     first, last = t.iloc[0], t.iloc[-1]
-    paired = lambda r: r.n_pairs == r.n and math.isfinite(r.gap_se_paired)  # noqa: E731
+    ref_n = s.table[s.table["label"] == sweep.reference].set_index("size")["n"]
+    paired = lambda r: r.n_pairs == r.n == ref_n.get(r["size"]) and math.isfinite(r.gap_se_paired)  # noqa: E731
     se = lambda r: r.gap_se_paired if paired(r) else r.gap_se  # noqa: E731
     b, b_se = slope(np.log2(t["size"].astype(float)), t["gap"].abs())
     kind = f"paired over {int(last.n_pairs)} seeds" if paired(last) else "Welch"
