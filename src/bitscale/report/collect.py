@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..sweep.compare import SEED_COLUMNS  # not axes: they repeat an experiment
+from ..laws.data import LawDataError
+from ..sweep.compare import SEED_COLUMNS, label_variants  # seed columns are not axes: they repeat an experiment
 
 DATA_COLUMNS = ("task.n_train", "train.steps", "train.batch_size")  # columns that set the data budget
 # bookkeeping columns of load_runs: never an axis of the experiment
@@ -79,12 +80,6 @@ def _fmt_value(v: Any) -> str:
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return str(v)
-
-
-def _label(value: Any) -> str:
-    from ..sweep.compare import label_of as label
-
-    return label(value)
 
 
 def _hashable(v: Any) -> Any:
@@ -178,13 +173,12 @@ def collect(store: str | Path, *, sweep: str | None = None, by: str = "model.qua
         done = quant_labels(done) if by == "model.quant" else done
         size_col = size or default_size(kind)
         n_column = "n_params_non_embedding" if done["n_params_non_embedding"].notna().all() else "n_params"
-        for flag, column in (("--by", by), ("--size", size_col), ("metric", metric)):
-            if column not in done.columns:
-                raise ReportError(f"{store}: sweep {s['name']!r}: {flag}: unknown column {column!r}")
-        done = done.assign(_label=done[by].map(_label))
-        if reference not in set(done["_label"]):
-            raise ReportError(f"{store}: sweep {s['name']!r}: --reference {reference!r} is not a value of {by} "
-                              f"(values: {', '.join(sorted(set(done['_label'])))})")
+        try:
+            done = label_variants(done, by=by, reference=reference, source=f"{store}: sweep {s['name']!r}",
+                                  columns={"--by": by, "--size": size_col, "metric": metric},
+                                  reference_flag="--reference")
+        except LawDataError as e:
+            raise ReportError(str(e)) from None
         varying = _varying(done.drop(columns=["_label"]))
         axes = [c for c in varying if c not in (by, size_col) and c not in SEED_COLUMNS
                 and not c.startswith(f"{by}.") and not _follows(done, c, size_col) and not _follows(done, c, by)]

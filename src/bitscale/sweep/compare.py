@@ -53,14 +53,24 @@ def compare_runs(store: "str | Path", *, sweep: "str | None" = None, by: str = "
     runs = runs[runs["status"] == "done"]
     if runs.empty:
         raise LawDataError(f"{source}: no runs with status 'done' to compare")
-    for flag, column in (("by", by), ("size", size), ("metric", metric), ("n-column", n_column)):
+    runs = label_variants(runs, by=by, reference=reference, source=source,
+                          columns={"by": by, "size": size, "metric": metric, "n-column": n_column})
+    return compare_frame(runs, label="_label", size=size, reference=reference, metric=metric, n_column=n_column)
+
+
+def label_variants(runs, *, by: str, reference: str, source: str, columns: dict[str, str],
+                   reference_flag: str = "reference"):
+    """`runs` with a `_label` column (label_of each run's `by` value), after checking that every column
+    named in `columns` ({flag: column}) exists and that `reference` is one of the labels; else
+    LawDataError with one line naming `source` and the flag."""
+    for flag, column in columns.items():
         if column not in runs.columns:
             raise LawDataError(f"{source}: {flag}: unknown column {column!r}; available: {', '.join(map(str, runs.columns))}")
     runs = runs.assign(_label=runs[by].map(label_of))
     if reference not in set(runs["_label"]):
-        raise LawDataError(f"{source}: reference {reference!r} is not a value of {by} "
+        raise LawDataError(f"{source}: {reference_flag} {reference!r} is not a value of {by} "
                            f"(values: {', '.join(sorted(set(runs['_label'])))})")
-    return compare_frame(runs, label="_label", size=size, reference=reference, metric=metric, n_column=n_column)
+    return runs
 
 
 def compare_frame(runs, *, label: str, size: str, reference: str = "fp32", metric: str = "final_test_loss",
