@@ -1,9 +1,13 @@
-"""The points a scaling law is fitted to: `LawData` (variables -> values, observed loss, optional groups).
+"""The points a scaling law is fitted to: `LawData` (variables -> values, observed loss, optional groups
+and an optional mask of points held out for the extrapolation check).
 
 A point i is (x_i, L_i): x_i holds one value per variable (N parameters, D data, C FLOPs, S or t steps,
 P bits per weight, p parameters for the scale-time law, Q a categorical precision label) and L_i > 0 is
 the observed loss. Laws are fitted in log space, r_i = log L_pred(x_i) - log L_i, so every loss and
 every variable a law takes the logarithm of must be finite and > 0.
+
+`held_out` (bool, (n,), or None) marks the points chosen, e.g. by `from_csv(..., holdout="N >= 1e9")`, to be
+left out of the fit and predicted instead; None leaves the choice to the validation (e.g. the largest N).
 
 Construction only checks shapes (so callers may build a LawData and then filter it); the checks a
 given law needs (`LawData.check`) run when a law is fitted and raise `LawDataError` with one line.
@@ -32,12 +36,14 @@ def _rows(index: np.ndarray, limit: int = 5) -> str:
 
 @dataclass
 class LawData:
-    """Points for a law fit: x[var] (n,) values, loss (n,) > 0, groups (n,) resampling units or None."""
+    """Points for a law fit: x[var] (n,) values, loss (n,) > 0, groups (n,) resampling units or None,
+    held_out (n,) bool, True for the points to hold out of the fit, or None."""
 
     x: dict[str, np.ndarray]
     loss: np.ndarray
     groups: np.ndarray | None = None
     label: str = ""
+    held_out: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.loss = np.asarray(self.loss, dtype=np.float64).reshape(-1)
@@ -54,18 +60,26 @@ class LawData:
             self.groups = np.asarray(self.groups)
             if self.groups.ndim != 1 or len(self.groups) != n:
                 raise LawDataError(f"groups has shape {self.groups.shape}; expected ({n},) like the loss")
+        if self.held_out is not None:
+            self.held_out = np.asarray(self.held_out)
+            if self.held_out.dtype != bool:
+                raise LawDataError(f"held_out has dtype {self.held_out.dtype}; expected bool")
+            if self.held_out.ndim != 1 or len(self.held_out) != n:
+                raise LawDataError(f"held_out has shape {self.held_out.shape}; expected ({n},) like the loss")
 
     @property
     def n(self) -> int:
         return len(self.loss)
 
     def subset(self, mask_or_index) -> LawData:
-        """The points selected by a boolean mask or an integer index array (groups and label kept)."""
+        """The points selected by a boolean mask or an integer index array (groups, held_out and label
+        kept)."""
         idx = np.asarray(mask_or_index)
         if idx.dtype == bool and idx.shape != (self.n,):
             raise LawDataError(f"mask has shape {idx.shape}; expected ({self.n},)")
         groups = None if self.groups is None else self.groups[idx]
-        return LawData({k: v[idx] for k, v in self.x.items()}, self.loss[idx], groups, self.label)
+        held_out = None if self.held_out is None else self.held_out[idx]
+        return LawData({k: v[idx] for k, v in self.x.items()}, self.loss[idx], groups, self.label, held_out)
 
     def check(self, law_name: str, variables: tuple[str, ...], n_params: int, *,
               nonnegative: tuple[str, ...] = (), categorical: str | None = None) -> None:
