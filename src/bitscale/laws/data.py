@@ -2,8 +2,8 @@
 and an optional mask of points held out for the extrapolation check).
 
 A point i is (x_i, L_i): x_i holds one value per variable (N parameters, D data, C FLOPs, S or t steps,
-P bits per weight, p parameters for the scale-time law, Q a categorical precision label) and L_i > 0 is
-the observed loss. Laws are fitted in log space, r_i = log L_pred(x_i) - log L_i, so every loss and
+P precision bits per weight (information bits, log2(3) for ternary), bits storage bits per weight,
+p parameters for the scale-time law, Q a categorical precision label) and L_i > 0 is the observed loss. Laws are fitted in log space, r_i = log L_pred(x_i) - log L_i, so every loss and
 every variable a law takes the logarithm of must be finite and > 0.
 
 `held_out` (bool, (n,), or None) marks the points chosen, e.g. by `from_csv(..., holdout="N >= 1e9")`, to be
