@@ -50,7 +50,7 @@ def test_layout_round_trip_and_size(kind):
         assert w.packed.dtype == torch.uint8 and w.packed.shape == (out_f, layout.row_bytes(in_f, kind))
         assert w.nbytes == w.packed.numel() and w.row_bytes % layout.ALIGN == 0
     w = prepare_weights(random_codes(8, 4096, kind, 0), kind)
-    assert w.bits_per_weight == {"ternary": 2.0, "binary": 1.0}[kind]
+    assert w.layout_bits_per_weight == {"ternary": 2.0, "binary": 1.0}[kind]
 
 
 @pytest.mark.parametrize("kind", ["ternary", "binary"])

@@ -34,7 +34,7 @@ def bench_kernels(
     """Time the packed kernels (ternary x int8, binary x int8, XNOR) against fp32 / bf16 F.linear.
 
     Reports per shape, batch and kernel: median ms, speedup over fp32 and bf16, weight GB/s, fraction of the
-    machine's measured streaming-read bandwidth, and bits per weight.
+    machine's measured streaming-read bandwidth, and the kernel layout's bits per weight.
     """
     from ..kernels import bench, ops
 

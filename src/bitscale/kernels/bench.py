@@ -50,7 +50,7 @@ class BenchRow:
     speedup_vs_fp32: float
     speedup_vs_bf16: float
     weight_bytes: int
-    bits_per_weight: float
+    layout_bits_per_weight: float  # of the weights as the kernel reads them (KernelWeights), not the packed file
     gbps: float  # weight bytes / median time
     fraction_of_bandwidth: float
     bandwidth_gbps: float
@@ -216,7 +216,7 @@ def bench_shape(
         for name in kernels:
             w = weights[name]
             if isinstance(w, ops.KernelWeights):
-                nbytes, bits = w.nbytes, w.bits_per_weight
+                nbytes, bits = w.nbytes, w.layout_bits_per_weight
             else:
                 nbytes, bits = w.numel() * w.element_size(), 8.0 * w.element_size()
             t = med[name]
@@ -234,7 +234,7 @@ def bench_shape(
                     speedup_vs_fp32=med["fp32"] / t if "fp32" in med else float("nan"),
                     speedup_vs_bf16=med["bf16"] / t if "bf16" in med else float("nan"),
                     weight_bytes=nbytes,
-                    bits_per_weight=bits,
+                    layout_bits_per_weight=bits,
                     gbps=gbps,
                     fraction_of_bandwidth=gbps / bandwidth.gbps,
                     bandwidth_gbps=bandwidth.gbps,
@@ -295,7 +295,7 @@ def render_table(result: BenchResult):
         "ms: median; GB/s: weight bytes / time; bw: fraction of the measured bandwidth."
     )
     table = Table(box=box.SIMPLE_HEAD, caption=caption, pad_edge=False)
-    for column in ("shape", "batch", "kernel", "ms", "vs fp32", "vs bf16", "GB/s", "bw", "bits/w"):
+    for column in ("shape", "batch", "kernel", "ms", "vs fp32", "vs bf16", "GB/s", "bw", "layout bits/w"):
         table.add_column(column, justify="left" if column in ("shape", "kernel") else "right", no_wrap=True)
     for r in result.rows:
         table.add_row(
@@ -307,7 +307,7 @@ def render_table(result: BenchResult):
             f"{r.speedup_vs_bf16:.2f}x",
             f"{r.gbps:.1f}",
             f"{100 * r.fraction_of_bandwidth:.0f}%",
-            f"{r.bits_per_weight:.2f}",
+            f"{r.layout_bits_per_weight:.2f}",
         )
     return table
 

@@ -80,8 +80,10 @@ class KernelWeights:
         return self.packed.numel()
 
     @property
-    def bits_per_weight(self) -> float:
-        """Bits of the layout per real weight (padding included): 2 or 1 when in_features fills the planes."""
+    def layout_bits_per_weight(self) -> float:
+        """Bits of the kernels' in-memory layout per real weight (padding included): 2 (ternary) or 1
+        (binary) when in_features fills the planes. The memory the kernels stream, not the storage figure
+        (`bitscale.kernels.formats.bits_per_weight`, ternary-b3 1.6) nor the precision bits (log2(3))."""
         return 8.0 * self.nbytes / max(1, self.out_features * self.in_features)
 
     def codes(self) -> Tensor:
