@@ -35,7 +35,7 @@ def test_pack_lm_run(cli, tmp_path):
     code, stdout, err = cli("pack", run, out)
     assert code == 0, err
     assert "packed 7 layers (ternary-b3)" in stdout
-    m = re.search(r"fp32 ([\d,]+) B -> packed ([\d,]+) B \(([\d.]+) bits/weight", stdout)
+    m = re.search(r"fp32 ([\d,]+) B -> packed ([\d,]+) B \(([\d.]+) storage bits/weight", stdout)
     assert m and int(m[1].replace(",", "")) == 4 * (4 * 32 * 32 + 3 * 32 * 96)
     assert 1.6 <= float(m[3]) < 1.8  # rows of 32 codes take 7 bytes: 1.75 bits + scale
     assert "whole model: fp32" in stdout and out.is_file()

@@ -1,7 +1,10 @@
+import math
+
 import pytest
 from pydantic import ValidationError
 
-from bitscale.quant import PRESETS, QuantConfig, preset_name, resolve_config
+from bitscale.kernels import formats
+from bitscale.quant import PRECISION_BITS, PRESETS, WEIGHT_SCHEMES, QuantConfig, preset_name, resolve_config
 
 
 def test_presets_and_their_schemes():
@@ -21,14 +24,32 @@ def test_ste_defaults():
     assert QuantConfig(weight="sign", ste="approx_sign").ste == "approx_sign"
 
 
-def test_bits_per_weight_is_computed_with_scale_overhead():
-    shape = (1024, 1024)
-    assert PRESETS["fp32"].bits_per_weight(shape) == 32
-    assert PRESETS["paper-1bit"].bits_per_weight(shape) == 1
-    assert PRESETS["bitnet-b1.58"].bits_per_weight(shape) == 2 + 16 / 1024**2
-    assert PRESETS["xnor"].bits_per_weight(shape) == 1 + 16 * 1024 / 1024**2
-    assert PRESETS["atom-w4a4"].bits_per_weight(shape) == pytest.approx(4 + 16 / 128)
-    assert QuantConfig(weight="ternary", scale_bits=32).bits_per_weight((4, 4)) == 2 + 32 / 16
+def test_precision_bits_are_log2_of_the_code_levels():
+    assert PRESETS["fp32"].precision_bits == 32
+    assert PRESETS["paper-1bit"].precision_bits == PRESETS["bitnet"].precision_bits == PRESETS["xnor"].precision_bits == 1
+    assert PRESETS["bitnet-b1.58"].precision_bits == math.log2(3)
+    assert PRESETS["atom-w4a4"].precision_bits == 4
+    assert QuantConfig(weight="ternary", granularity="group").precision_bits == math.log2(3)  # no scale share
+    assert set(PRECISION_BITS) == set(WEIGHT_SCHEMES)
+
+
+def test_storage_bits_per_weight_come_from_the_packed_format():
+    shape = (1024, 1025)  # rows a multiple of 5 (ternary-b3) but not of 8 (binary): padding counts
+    numel = 1024 * 1025
+    assert PRESETS["fp32"].storage_bits_per_weight(shape) == 32
+    assert PRESETS["bitnet-b1.58"].packed_format == "ternary-b3"
+    assert PRESETS["bitnet-b1.58"].storage_bits_per_weight(shape) == formats.bits_per_weight(shape, "ternary-b3")
+    assert PRESETS["bitnet-b1.58"].storage_bits_per_weight(shape) == (1024 * 205 * 8 + 32) / numel
+    assert PRESETS["paper-1bit"].storage_bits_per_weight(shape) == (1024 * 129 * 8 + 32) / numel  # sign stores s = 1 too
+    assert PRESETS["bitnet"].storage_bits_per_weight(shape) == formats.bits_per_weight(shape, "binary")
+    assert PRESETS["xnor"].storage_bits_per_weight(shape) == formats.bits_per_weight(shape, "binary", "channel")
+    # no packed format: int-k codes at k bits, group scales at scale_bits
+    assert PRESETS["atom-w4a4"].packed_format is None
+    assert PRESETS["atom-w4a4"].storage_bits_per_weight((1024, 1024)) == pytest.approx(4 + 16 / 128)
+    grouped = QuantConfig(weight="ternary", granularity="group", group_size=5, scale_bits=32)
+    assert grouped.packed_format is None
+    assert grouped.storage_bits_per_weight((4, 10)) == (4 * 2 * 8 + 8 * 32) / 40
+    assert not hasattr(QuantConfig(), "bits_per_weight")  # the old 2-bit figure is gone
     # a short last group still stores a scale
     assert QuantConfig(weight="int4", granularity="group", group_size=128).n_scales((2, 130)) == 4
 

@@ -122,7 +122,8 @@ def _hand_store(path, gap_at, spread=0.004, shared=1.0):
                               "task": {"n_train": 256}, "train": {"seed": seed, "steps": 100}}
                     run_id = f"{quant}-{w}-{seed}"
                     db.add_runs("hand", [{"id": run_id, "config": config, "n_params": 17 * w,
-                                          "n_params_non_embedding": 17 * w, "bits_per_weight": bits,
+                                          "n_params_non_embedding": 17 * w, "precision_bits": bits,
+                                          "storage_bits_per_weight": bits,
                                           "train_flops": 6.0 * 17 * w * 256 * 100}])
                     fp = 0.3 + 3.0 * w ** -0.5 + noise[seed]
                     loss = fp + (gap_at(w) if quant != "fp32" else 0.0) + (spread * seed if quant != "fp32" else 0)
@@ -163,7 +164,7 @@ def test_the_law_is_chosen_from_what_varies(tmp_path):
     db = tmp_path / "hand.db"
     _hand_store(db, lambda w: 0.1)
     (sweep,) = collect(db)
-    assert choose_law(sweep)[0] == "precision_size"  # 32 vs 1 bits per weight, one data budget
+    assert choose_law(sweep)[0] == "precision_size"  # P = 32 vs 1 bits, one data budget
     assert sweep.slice_axes == [] and sweep.size == "model.width"
 
 

@@ -1,5 +1,7 @@
 """Accounting from the config alone must agree with the model that the config builds."""
 
+import math
+
 import pytest
 
 from bitscale.sweep.accounting import account
@@ -36,11 +38,17 @@ def test_flops_and_samples_by_hand():
 
 
 def test_bits_per_weight():
-    def bpw(quant, width=64, d=64):
-        return account(RunConfig.model_validate({"model": {"width": width, "quant": quant}, "task": {"d": d}})).bits_per_weight
+    def acc(quant, width=64, d=64):
+        return account(RunConfig.model_validate({"model": {"width": width, "quant": quant}, "task": {"d": d}}))
 
-    assert bpw("fp32") == 32.0
-    assert bpw("paper-1bit") == 1.0  # sign, no scale
-    assert bpw("bitnet") == pytest.approx(1 + 16 / (64 * 64))  # one bf16 scale per tensor
-    assert bpw("bitnet-b1.58") == pytest.approx(2 + 16 / (64 * 64))  # ternary packs at 2 bits
-    assert bpw("xnor") == pytest.approx(1 + 16 / 64)  # one scale per output channel
+    def bpw(quant, width=64, d=64):
+        return acc(quant, width, d).storage_bits_per_weight
+
+    assert bpw("fp32") == 32.0 and acc("fp32").precision_bits == 32.0
+    assert bpw("paper-1bit") == 1 + 32 / (64 * 64)  # sign: binary format with its float32 scale s = 1
+    assert bpw("bitnet") == 1 + 32 / (64 * 64)  # one float32 scale per tensor
+    assert bpw("bitnet-b1.58") == (64 * 13 * 8 + 32) / (64 * 64)  # ternary-b3: 13 bytes per row of 64
+    assert bpw("bitnet-b1.58", d=65) == pytest.approx(1.6 + 32 / (64 * 65))
+    assert bpw("xnor") == pytest.approx(1 + 32 / 64)  # one scale per output channel
+    assert acc("bitnet-b1.58").precision_bits == math.log2(3)
+    assert acc("bitnet").precision_bits == acc("paper-1bit").precision_bits == 1.0

@@ -93,7 +93,7 @@ def test_lm_accounting_matches_the_built_decoder(fields):
     assert acc.samples_seen == 10 * 3 * 16  # tokens
     table = 0 if cfg.model.tie_weights else cfg.model.vocab_size * cfg.model.d_model
     assert acc.train_flops == 6 * (acc.n_params - table) * acc.samples_seen
-    # bits per weight over exactly the BitLinear matrices of the built model
+    # both bits-per-weight figures over exactly the BitLinear matrices of the built model
     from bitscale.nn import BitLinear
     from bitscale.quant import resolve_config
 
@@ -101,8 +101,9 @@ def test_lm_accounting_matches_the_built_decoder(fields):
     quant = resolve_config(fields["quant"])
     weights = sum(m.weight.numel() for m in layers)
     expected = 32.0 if quant.weight == "fp32" else sum(
-        quant.bits_per_weight(tuple(m.weight.shape)) * m.weight.numel() for m in layers) / weights
-    assert acc.bits_per_weight == pytest.approx(expected)
+        quant.storage_bits_per_weight(tuple(m.weight.shape)) * m.weight.numel() for m in layers) / weights
+    assert acc.storage_bits_per_weight == pytest.approx(expected)
+    assert acc.precision_bits == quant.precision_bits
 
 
 def test_an_lm_sweep_stores_validation_losses_and_is_never_redone(tmp_path, lm_sweep):

@@ -28,7 +28,8 @@ def test_serial_sweep_stores_every_run_once_and_resumes_nothing(tmp_path, sweep_
     assert stored_losses(db) == pytest.approx(reference_losses(specs), rel=0, abs=0)
     with Store(db) as store:
         r = store.get_run(specs[0].id)
-        assert r["n_params"] == 16 * 8 + 16 and r["samples_seen"] == 60 * 48 and r["bits_per_weight"] == 1.0
+        assert r["n_params"] == 16 * 8 + 16 and r["samples_seen"] == 60 * 48
+        assert r["precision_bits"] == 1.0 and r["storage_bits_per_weight"] == 1 + 32 / (16 * 8)
         assert r["train_flops"] == 6 * r["n_params"] * r["samples_seen"]
         steps = [(m["step"], m["split"]) for m in r["metrics"]]
         assert steps == sorted(set(steps), key=lambda t: (t[1], t[0]))  # no duplicates

@@ -20,7 +20,7 @@ def make_store(path, n=3, sweep="s1"):
     s = Store(path)
     s.add_sweep(sweep, {"grid": {"model.width": [2 ** i for i in range(n)]}})
     s.add_runs(sweep, [{"id": f"run{i:02d}", "config": cfg(2 ** i), "n_params": 10 * 2 ** i,
-                        "bits_per_weight": 1.58} for i in range(n)])
+                        "precision_bits": 1.585, "storage_bits_per_weight": 1.6} for i in range(n)])
     return s
 
 
@@ -69,7 +69,8 @@ def test_add_runs_idempotent(tmp_path):
         assert len(s.runs()) == 4
         assert s._conn.execute("SELECT COUNT(*) FROM sweep_runs").fetchone()[0] == 4
         assert [rid for rid, _ in s.pending("s1")] == ["run00", "run01", "run02", "new"]
-        assert s.runs()[0]["n_params"] == 10 and s.runs()[0]["bits_per_weight"] == 1.58
+        assert s.runs()[0]["n_params"] == 10 and s.runs()[0]["storage_bits_per_weight"] == 1.6
+        assert s.runs()[0]["precision_bits"] == 1.585 and "bits_per_weight" not in s.runs()[0]
 
 
 def test_add_runs_rejects_bad_input(tmp_path):
@@ -311,7 +312,7 @@ def test_failing_migration_rolls_back(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         Store(path)
     monkeypatch.undo()
-    with Store(path) as s:  # still a valid version-1 store: the first new migration was rolled back too
+    with Store(path) as s:  # still a valid current store: the first new migration was rolled back too
         assert "seed" not in s.runs()[0]
         assert s._conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
 
@@ -362,7 +363,8 @@ def test_export_round_trip(finished_store, tmp_path, fmt):
     want = load_runs(finished_store)
     assert list(back["id"]) == ["run00", "run01", "run02"]
     assert set(want.columns) <= set(back.columns)
-    for col in ("final_test_loss", "model.width", "train.lr", "n_params", "bits_per_weight"):
+    for col in ("final_test_loss", "model.width", "train.lr", "n_params", "precision_bits",
+                "storage_bits_per_weight"):
         pd.testing.assert_series_equal(back[col].astype(float), want[col].astype(float), check_names=False)
     assert back["error"][2] == 'CUDA OOM, "big" model'
     assert back["final_test_loss"][0] == 0.1234567890123456789
@@ -419,3 +421,75 @@ def test_load_sweeps_reads_without_writing(tmp_path):
     (tmp_path / "x.txt").write_text("not a store")
     with pytest.raises(StoreError):
         load_sweeps(tmp_path / "x.txt")
+
+
+# The schema as bitscale released it at version 1 (frozen here: the store's own copy is migration 1).
+_V1_SQL = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (1);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+INSERT INTO meta (key, value) VALUES ('format', 'bitscale-store');
+CREATE TABLE sweeps (name TEXT PRIMARY KEY, config TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY, sweep TEXT REFERENCES sweeps(name), config TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'diverged')),
+    error TEXT, host TEXT, pid INTEGER, started REAL, finished REAL, wall_time_s REAL,
+    n_params INTEGER, n_params_non_embedding INTEGER, bits_per_weight REAL, train_flops REAL, samples_seen INTEGER,
+    steps_done INTEGER, final_train_loss REAL, final_test_loss REAL, created REAL NOT NULL
+);
+CREATE INDEX runs_sweep ON runs(sweep);
+CREATE INDEX runs_status ON runs(status);
+CREATE TABLE sweep_runs (sweep TEXT NOT NULL REFERENCES sweeps(name), run TEXT NOT NULL REFERENCES runs(id),
+                         position INTEGER NOT NULL, PRIMARY KEY (sweep, run));
+CREATE INDEX sweep_runs_run ON sweep_runs(run);
+CREATE TABLE metrics (run TEXT NOT NULL REFERENCES runs(id), step INTEGER NOT NULL, split TEXT NOT NULL,
+                      name TEXT NOT NULL, value REAL, PRIMARY KEY (run, step, split, name));
+"""
+
+
+def test_v1_store_migrates_to_precision_and_storage_bits(tmp_path):
+    import math
+
+    from bitscale.kernels import formats
+    from bitscale.models.decoder import DecoderConfig
+    from bitscale.sweep.accounting import decoder_shapes
+
+    ternary = {"model": {"width": 64, "quant": "bitnet-b1.58"}, "task": {"d": 16}}
+    binary = {"model": {"width": 64, "quant": "bitnet"}, "task": {"d": 16}}
+    full = {"model": {"width": 64, "quant": "fp32"}, "task": {"d": 16}}
+    lm = {"kind": "lm", "model": {"d_model": 32, "n_layer": 1, "n_head": 2, "quant": "bitnet-b1.58"}}
+    configs = {"ternary": ternary, "binary": binary, "fp32": full, "lm": lm, "stale": {"model": {"no_such_field": 1}}}
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(_V1_SQL)
+    conn.execute("INSERT INTO sweeps VALUES ('old', '{}', 0, 0)")
+    for i, (rid, config) in enumerate(configs.items()):
+        # version 1 recorded ternary at 2 bits (+ a bf16 scale), binary at 1, fp32 at 32
+        old = {"ternary": 2 + 16 / 1024, "lm": 2.0, "binary": 1 + 16 / 1024, "fp32": 32.0, "stale": 2.0}[rid]
+        conn.execute("INSERT INTO runs (id, sweep, config, status, n_params, bits_per_weight, final_test_loss, created) "
+                     "VALUES (?, 'old', ?, 'done', 1040, ?, 0.5, ?)", (rid, json.dumps(config, sort_keys=True), old, i))
+        conn.execute("INSERT INTO sweep_runs VALUES ('old', ?, ?)", (rid, i))
+    conn.execute("INSERT INTO metrics VALUES ('ternary', 0, 'test', 'loss', 0.5)")
+    conn.commit()
+    conn.close()
+
+    with Store(path) as s:
+        assert s._conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 2
+        runs = {r["id"]: r for r in s.runs()}
+        assert all("bits_per_weight" not in r for r in runs.values())  # the stale 2.0 is gone
+        assert runs["ternary"]["precision_bits"] == math.log2(3) == runs["lm"]["precision_bits"]
+        assert runs["ternary"]["storage_bits_per_weight"] == formats.bits_per_weight((64, 16), "ternary-b3")
+        shapes = decoder_shapes(DecoderConfig(d_model=32, n_layer=1, n_head=2, quant="bitnet-b1.58"))
+        lm_bits = sum(formats.bits_per_weight(sh, "ternary-b3") * sh[0] * sh[1] for sh in shapes) / sum(
+            sh[0] * sh[1] for sh in shapes)
+        assert runs["lm"]["storage_bits_per_weight"] == pytest.approx(lm_bits, rel=1e-12)
+        assert (runs["binary"]["precision_bits"], runs["binary"]["storage_bits_per_weight"]) == (
+            1.0, formats.bits_per_weight((64, 16), "binary"))
+        assert (runs["fp32"]["precision_bits"], runs["fp32"]["storage_bits_per_weight"]) == (32.0, 32.0)
+        assert runs["stale"]["precision_bits"] is None and runs["stale"]["storage_bits_per_weight"] is None
+        # everything else is kept
+        assert runs["ternary"]["n_params"] == 1040 and runs["ternary"]["final_test_loss"] == 0.5
+        assert len(s.metrics("ternary")) == 1 and [rid for rid, _ in s.pending("old")] == []
+    df = load_runs(path)
+    assert "bits_per_weight" not in df.columns
+    assert list(df.columns[10:12]) == ["precision_bits", "storage_bits_per_weight"]

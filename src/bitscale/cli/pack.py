@@ -18,7 +18,7 @@ def pack_command(
     ternary_format: str = typer.Option("ternary-b3", "--format", help="ternary storage: ternary-b3 (1.6 bits) or ternary2 (2 bits)"),
 ) -> None:
     """Pack a run's ternary / binary BitLinear layers (int8 or binary activations) into one packed
-    safetensors file and print its size against fp32."""
+    safetensors file and print its size against fp32 and the packed layers' storage bits per weight."""
     from ..kernels.packfile import PackedFileError
     from ..nn.packed import load_run_dir, pack, packed_layers, save_packed_model, skipped_layers
 
@@ -44,6 +44,9 @@ def pack_command(
         fail(f"{out}: {str(e).splitlines()[0]}")
     n_weights = sum(m.out_features * m.in_features for m in layers.values())
     packed_bytes = sum(m.nbytes for m in layers.values())
+    # The storage bits per weight of the packed layers: the packed format's figure
+    # (bitscale.kernels.formats.bits_per_weight), the one `summary(model)` and the store report.
+    storage_bits = 8 * packed_bytes / n_weights
     formats = ", ".join(sorted({m.format for m in layers.values()}))
     file_bytes = out.stat().st_size
     console.print(
@@ -54,7 +57,7 @@ def pack_command(
     )
     console.print(
         f"packed layers: {n_weights:,} weights | fp32 {4 * n_weights:,} B -> packed {packed_bytes:,} B "
-        f"({8 * packed_bytes / n_weights:.4f} bits/weight incl. float32 scales, {4 * n_weights / packed_bytes:.1f}x smaller)",
+        f"({storage_bits:.4f} storage bits/weight incl. float32 scales, {4 * n_weights / packed_bytes:.1f}x smaller)",
         highlight=False,
         soft_wrap=True,
     )

@@ -29,7 +29,9 @@ def train_command(
     size = summary(model)
     console.print(
         f"{task.name}: n_train={task.n_train}, n_test={task.n_test} | {run_config.model.kind} width {run_config.model.width}, "
-        f"{size.params:,} parameters, {size.bits_per_weight:.2f} bits/weight packed"
+        f"{size.params:,} parameters"
+        + (f", quantized weights at P = {size.precision_bits:.3f} precision bits, {size.storage_bits_per_weight:.2f} "
+           "storage bits/weight" if size.quantized_weights else ", full precision")
     )
     with progress_bar() as progress:
         bar = progress.add_task("training", total=run_config.train.steps)

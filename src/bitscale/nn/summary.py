@@ -2,12 +2,21 @@
 
 For each module that owns parameters or buffers directly:
 - parameters: its own parameter count;
-- bits/weight: for a BitLinear, the storage bits of its quantized weight from its QuantConfig (code bits
-  plus scale overhead, `QuantConfig.bits_per_weight`); 32 for everything held in full precision;
+- two bits-per-weight figures of the layer's main weight (both from its QuantConfig; 32 for everything held
+  in full precision):
+  - P, precision bits (`QuantConfig.precision_bits`): information bits, log2 of the code levels (ternary
+    log2(3) = 1.585, sign / binary 1), no scale share; the scaling laws' precision variable;
+  - storage bits per weight (`QuantConfig.storage_bits_per_weight`): what is stored, from the packed format
+    (`bitscale.kernels.formats.bits_per_weight`: ternary-b3 1.6 bits plus float32 scales), the very
+    figure `bitscale pack` writes and the store records;
 - memory: all of its parameters at fp32 (4 bytes), at bf16 (2 bytes), and "packed" = quantized weights
-  at their bits per weight, everything else (biases, norms, embeddings, fp layers) at bf16;
+  at their storage bits per weight, everything else (biases, norms, embeddings, fp layers) at bf16;
 - MACs per token: in_features * out_features for every (Bit)Linear, keyed by precision
   "weight x activation" (e.g. "ternary x int8"); other modules' arithmetic is not counted.
+
+In total, `precision_bits` and `storage_bits_per_weight` are weighted over the quantized matrices (as
+`bitscale.sweep.accounting` does), and `packed_bits_per_param` is the whole packed model's bits over all
+of its parameters.
 """
 
 from __future__ import annotations
@@ -25,12 +34,14 @@ class LayerSummary:
     name: str
     kind: str
     params: int
-    bits_per_weight: float  # of the layer's main weight (32 when it is not quantized)
+    precision_bits: float  # P of the layer's main weight (32 when it is not quantized)
+    storage_bits_per_weight: float  # stored bits per weight of the main weight, scales included (32 if not quantized)
     bytes_fp32: int
     bytes_bf16: int
     bytes_packed: float
     macs: int  # per token
     precision: str  # "weight x activation"
+    quantized_weights: int = 0  # elements of the quantized main weight (0 when it is not quantized)
 
 
 @dataclass
@@ -55,8 +66,33 @@ class ModelSummary:
         return sum(layer.bytes_packed for layer in self.layers)
 
     @property
-    def bits_per_weight(self) -> float:
-        """Average storage bits per parameter of the packed model."""
+    def quantized_weights(self) -> int:
+        """Weights of the quantized matrices."""
+        return sum(layer.quantized_weights for layer in self.layers)
+
+    def _over_quantized(self, attr: str) -> float:
+        n = self.quantized_weights
+        if n == 0:
+            return 32.0
+        values = {getattr(layer, attr) for layer in self.layers if layer.quantized_weights}
+        if len(values) == 1:  # one figure for every quantized matrix: exactly that one, no rounding
+            return values.pop()
+        return sum(getattr(layer, attr) * layer.quantized_weights for layer in self.layers) / n
+
+    @property
+    def precision_bits(self) -> float:
+        """P weighted over the quantized matrices (32 when nothing is quantized)."""
+        return self._over_quantized("precision_bits")
+
+    @property
+    def storage_bits_per_weight(self) -> float:
+        """Storage bits per weight weighted over the quantized matrices, scales included (32 when nothing
+        is quantized): what `bitscale pack` reports for the packed layers."""
+        return self._over_quantized("storage_bits_per_weight")
+
+    @property
+    def packed_bits_per_param(self) -> float:
+        """The packed model's bits (quantized weights stored, everything else bf16) per parameter."""
         return 8 * self.bytes_packed / max(self.params, 1)
 
     @property
@@ -64,18 +100,27 @@ class ModelSummary:
         return sum(self.macs_by_precision.values())
 
     def __str__(self) -> str:
-        head = f"{'layer':<28}{'kind':<12}{'params':>12}{'bits/w':>8}{'fp32':>11}{'bf16':>11}{'packed':>11}{'MACs/tok':>12}  precision"
+        head = (f"{'layer':<28}{'kind':<12}{'params':>12}{'P':>7}{'stored':>8}{'fp32':>11}{'bf16':>11}{'packed':>11}"
+                f"{'MACs/tok':>12}  precision")
         lines = [head, "-" * len(head)]
         for r in self.layers:
             lines.append(
-                f"{r.name[:27]:<28}{r.kind[:11]:<12}{r.params:>12,}{r.bits_per_weight:>8.3f}{_size(r.bytes_fp32):>11}"
-                f"{_size(r.bytes_bf16):>11}{_size(r.bytes_packed):>11}{r.macs:>12,}  {r.precision}"
+                f"{r.name[:27]:<28}{r.kind[:11]:<12}{r.params:>12,}{r.precision_bits:>7.3f}{r.storage_bits_per_weight:>8.3f}"
+                f"{_size(r.bytes_fp32):>11}{_size(r.bytes_bf16):>11}{_size(r.bytes_packed):>11}{r.macs:>12,}  {r.precision}"
             )
         lines.append("-" * len(head))
         lines.append(
-            f"{'total':<40}{self.params:>12,}{self.bits_per_weight:>8.3f}{_size(self.bytes_fp32):>11}"
+            f"{'total':<40}{self.params:>12,}{'':>15}{_size(self.bytes_fp32):>11}"
             f"{_size(self.bytes_bf16):>11}{_size(self.bytes_packed):>11}{self.macs:>12,}"
         )
+        lines.append("P: precision bits per weight (log2 of the code levels); stored: storage bits per weight (packed "
+                     "format, scales included)")
+        if self.quantized_weights:
+            lines.append(
+                f"quantized matrices: {self.quantized_weights:,} weights at P = {self.precision_bits:.3f} bits, stored at "
+                f"{self.storage_bits_per_weight:.3f} bits/weight; whole model packed: {self.packed_bits_per_param:.3f} "
+                "bits/param"
+            )
         for precision, macs in sorted(self.macs_by_precision.items()):
             lines.append(f"  MACs/token at {precision}: {macs:,}")
         return "\n".join(lines)
@@ -100,26 +145,31 @@ def summary(model: nn.Module) -> ModelSummary:
         if not own:
             continue
         n = sum(p.numel() for p in own)
-        bits, packed_bits, layer_macs, precision = 32.0, 16.0 * n, 0, ""
+        precision_bits = storage_bits = 32.0
+        packed_bits, layer_macs, precision, quantized = 16.0 * n, 0, "", 0
         if isinstance(module, nn.Linear):
             layer_macs = module.in_features * module.out_features
             config = module.config if isinstance(module, BitLinear) else None
             precision = f"{config.weight} x {config.act}" if config else "fp32 x fp32"
             macs[precision] += layer_macs
             if config is not None and config.weight != "fp32" and any(p is module.weight for p in own):
-                bits = config.bits_per_weight(tuple(module.weight.shape))
-                packed_bits = bits * module.weight.numel() + 16.0 * (n - module.weight.numel())
+                quantized = module.weight.numel()
+                precision_bits = config.precision_bits
+                storage_bits = config.storage_bits_per_weight(tuple(module.weight.shape))
+                packed_bits = storage_bits * quantized + 16.0 * (n - quantized)
         layers.append(
             LayerSummary(
                 name=name or "(model)",
                 kind=type(module).__name__,
                 params=n,
-                bits_per_weight=bits,
+                precision_bits=precision_bits,
+                storage_bits_per_weight=storage_bits,
                 bytes_fp32=4 * n,
                 bytes_bf16=2 * n,
                 bytes_packed=packed_bits / 8,
                 macs=layer_macs,
                 precision=precision,
+                quantized_weights=quantized,
             )
         )
     return ModelSummary(layers, dict(macs))

@@ -1,8 +1,9 @@
 """The quantization registry: `QuantConfig` and its named presets.
 
 Every layer, config file, results row and report names a scheme by one of the preset names below, or
-spells out a `QuantConfig`. Bits per weight are derived from the config (code bits plus scale overhead),
-never written down by hand.
+spells out a `QuantConfig`. Bits per weight are derived from the config, never written down by hand, as two
+named figures: `precision_bits` (P, information bits: log2 of the code levels, ternary log2(3)) and
+`storage_bits_per_weight(shape)` (what is stored: the packed format's bits, scales included, ternary 1.6).
 
 | preset         | weights                                  | activations                  | source              |
 |----------------|------------------------------------------|------------------------------|---------------------|
@@ -16,6 +17,7 @@ never written down by hand.
 
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Literal, Optional
 
@@ -23,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .activations import ACT_SCHEMES
 from .ste import STE_NAMES
-from .weights import GRANULARITIES, WEIGHT_SCHEMES
+from .weights import GRANULARITIES, PRECISION_BITS, WEIGHT_SCHEMES
 
 # The names are defined once, next to their implementations; Literal[tuple] spells out the same members.
 WeightScheme = Literal[WEIGHT_SCHEMES]  # type: ignore[valid-type]
@@ -32,9 +34,13 @@ SteRule = Literal[STE_NAMES]  # type: ignore[valid-type]
 
 SIGN_TYPE = ("sign", "binary")
 
-# Bits the codes of each weight scheme occupy when packed (issue: packed formats). Ternary packs at
-# 2 bits in the bit-plane layout; base-3 packing (5 trits per byte) would give 1.6.
-CODE_BITS = {"fp32": 32.0, "sign": 1.0, "binary": 1.0, "ternary": 2.0, "int2": 2.0, "int3": 3.0, "int4": 4.0, "int8": 8.0}
+
+def _formats():
+    # The packed formats are the one definition of what a 1-bit / ternary weight takes in storage. They
+    # live in bitscale.kernels, a lower layer that quant must not import at module level (kernels imports
+    # nothing from bitscale but `atomic`); importing it on first use, as nn/packed.py does, keeps the
+    # layering and `import bitscale.quant` light, and leaves a single source for the storage figure.
+    return importlib.import_module("bitscale.kernels.formats")
 
 
 class QuantConfig(BaseModel):
@@ -88,10 +94,47 @@ class QuantConfig(BaseModel):
         groups = 1 if self.granularity == "channel" else -(-n_in // self.group_size)
         return shape[0] * groups
 
-    def bits_per_weight(self, shape: tuple[int, ...]) -> float:
-        """Storage bits per weight: packed code bits plus the scales' share (`scale_bits` each)."""
-        numel = math.prod(shape)
-        return CODE_BITS[self.weight] + self.n_scales(shape) * self.scale_bits / numel
+    @property
+    def precision_bits(self) -> float:
+        """P, the information bits of one weight: log2 of the scheme's code levels (`PRECISION_BITS`:
+        sign / binary 1, ternary log2(3) = 1.585, int-k k, fp32 32). No scale share: this is the scaling
+        laws' precision variable, not a storage figure."""
+        return PRECISION_BITS[self.weight]
+
+    @property
+    def packed_format(self) -> str | None:
+        """The packed storage format (`bitscale.kernels.formats`) the weight codes are stored in: `binary`
+        for sign / binary, `ternary-b3` for ternary (its default), when the scales are per tensor or per
+        channel; None otherwise (fp32, int-k, group scales). This is the weight's storage only: whether a
+        packed kernel runs the layer also depends on the activations (`bitscale.nn.packed.config_reason`)."""
+        formats = _formats()
+        if self.weight not in formats.DEFAULT_FORMAT or self.granularity not in formats.GRANULARITIES:
+            return None
+        return formats.DEFAULT_FORMAT[self.weight]
+
+    def storage_bits_per_weight(self, shape: tuple[int, ...]) -> float:
+        """Bits bitscale stores per weight of a matrix of `shape` (out, in...), scales included.
+
+        - a weight with a packed format: exactly `bitscale.kernels.formats.bits_per_weight` (the packed
+          bytes with their row padding, plus the float32 scales): 1.6 + 32 / numel for a ternary matrix
+          in `ternary-b3` whose rows are a multiple of 5, 1 + 32 / numel for sign / binary;
+        - ternary / binary with group scales (no packed format): the codes in the scheme's default
+          format's bytes, plus `scale_bits` per group scale;
+        - int-k: k bits per code plus `scale_bits` per scale (no packed format yet);
+        - fp32: 32.
+        """
+        if self.weight == "fp32":
+            return 32.0
+        out, n_in = int(shape[0]), math.prod(shape[1:])
+        formats = _formats()
+        fmt = self.packed_format
+        if fmt is not None:
+            return formats.bits_per_weight((out, n_in), fmt, self.granularity)
+        if self.weight in formats.DEFAULT_FORMAT:
+            code_bits = 8 * formats.row_bytes(n_in, formats.DEFAULT_FORMAT[self.weight]) / n_in
+        else:
+            code_bits = PRECISION_BITS[self.weight]  # int-k: a k-bit code
+        return code_bits + self.n_scales(shape) * self.scale_bits / (out * n_in)
 
 
 PRESETS: dict[str, QuantConfig] = {

@@ -25,6 +25,7 @@ implementations, so that BitLinear with a preset reproduces them bit for bit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 WEIGHT_SCHEMES = ("fp32", "sign", "binary", "ternary", "int2", "int3", "int4", "int8")
+# Precision bits P of each scheme: the information bits of one weight, log2 of its number of code levels
+# (sign and binary 2 levels, ternary 3: log2(3) = 1.585). int-k counts its k-bit code width (its symmetric
+# codes use 2^k - 1 of the 2^k levels), fp32 its 32 bits. This is the scaling laws' precision variable;
+# what a weight takes in storage is a separate figure (`QuantConfig.storage_bits_per_weight`).
+PRECISION_BITS: dict[str, float] = {
+    "fp32": 32.0, "sign": 1.0, "binary": 1.0, "ternary": math.log2(3),
+    "int2": 2.0, "int3": 3.0, "int4": 4.0, "int8": 8.0,
+}
+assert tuple(PRECISION_BITS) == WEIGHT_SCHEMES
 GRANULARITIES = ("tensor", "channel", "group")
 
 

@@ -30,8 +30,8 @@ from ..sweep.compare import SEED_COLUMNS, label_variants  # seed columns are not
 DATA_COLUMNS = ("task.n_train", "train.steps", "train.batch_size")  # columns that set the data budget
 # bookkeeping columns of load_runs: never an axis of the experiment
 _RUN_COLUMNS = {"id", "sweep", "status", "error", "host", "started", "finished", "wall_time_s", "n_params",
-                "n_params_non_embedding", "bits_per_weight", "train_flops", "samples_seen", "steps_done",
-                "final_train_loss", "final_test_loss", "pid", "created"}
+                "n_params_non_embedding", "precision_bits", "storage_bits_per_weight", "train_flops", "samples_seen",
+                "steps_done", "final_train_loss", "final_test_loss", "pid", "created"}
 
 
 class ReportError(Exception):

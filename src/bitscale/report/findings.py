@@ -269,7 +269,7 @@ def fit_sentences(sweep: SweepData, fits: SweepFits) -> list[str]:
 
 
 def _fractions(sweep: SweepData, a: Any) -> list[str]:
-    bits = sweep.done.groupby("_label")["bits_per_weight"].mean().dropna()
+    bits = sweep.done.groupby("_label")["precision_bits"].mean().dropna()  # P of the law, not storage bits
     gamma = a.fit.params["gamma"]
     parts = []
     for label, p in bits.items():

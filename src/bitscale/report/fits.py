@@ -4,7 +4,8 @@ Law choice (`choose_law`, used when --law is not given), per fit group (the runs
 every slicing axis but the data budget):
 - the data budget varies (task.n_train, train.steps or train.batch_size is a slicing axis):
   `chinchilla`, L = E + A/N^alpha + B/D^beta, one fit per variant;
-- else bits per weight differ between the variants: `precision_size`, L = E + A*(N*(1-exp(-P/gamma)))^-alpha,
+- else the precision bits P (store column precision_bits) differ between the variants: `precision_size`,
+  L = E + A*(N*(1-exp(-P/gamma)))^-alpha,
   one joint fit over all variants (each variant also gets a `power_N` fit, which the power-law claim uses);
 - else `power_N`, L = E + A*N^-alpha, one fit per variant.
 
@@ -64,10 +65,11 @@ def choose_law(sweep: SweepData, law: str = AUTO) -> tuple[str, str]:
     if sweep.data_axis is not None:
         return "chinchilla", (f"the data budget varies ({sweep.data_axis}), so the law has a size and a data term "
                               "(chinchilla), fitted per variant")
-    bits = sweep.done.groupby("_label")["bits_per_weight"].mean().dropna()
+    # the law's precision variable P: information bits per weight, not the storage figure
+    bits = sweep.done.groupby("_label")["precision_bits"].mean().dropna()
     if len(bits) >= 2 and bits.nunique() >= 2:
-        return "precision_size", ("the variants store different bits per weight "
-                                  f"({', '.join(f'{k}: {v:.3g}' for k, v in bits.items())}) at one data budget, so one "
+        return "precision_size", ("the variants differ in precision bits per weight "
+                                  f"({', '.join(f'{k}: P = {v:.3g}' for k, v in bits.items())}) at one data budget, so one "
                                   "precision-aware law (precision_size, Kumar et al. 2024) is fitted over all of them; "
                                   "each variant also gets its own power law in N")
     return "power_N", "one data budget and one precision per variant: a power law in N per variant (power_N)"

@@ -9,9 +9,13 @@
 - training FLOPs C = 6 * N * S: the dense-network estimate of Kaplan et al. 2020 (2 FLOPs per weight
   per sample forward, 4 backward). It ignores the quantizers' elementwise work and evaluation passes,
   and counts frozen parameters (TwoLayerNet's a) as if trained, so it is an upper bound for those.
-- bits per weight: storage bits per weight of the quantized matrices (the BitLinear hidden layers),
-  code bits plus the scales' share (`QuantConfig.bits_per_weight`); 32 for full precision. Other
-  parameters (biases, the full-precision head, a) are not in this figure.
+- two bits-per-weight figures, each weighted over the quantized matrices (the BitLinear hidden layers);
+  32 for full precision. Other parameters (biases, the full-precision head, a) are in neither.
+  - precision bits P (`QuantConfig.precision_bits`): information bits per weight, log2 of the code
+    levels: sign / binary 1, ternary log2(3) = 1.585, int-k k. The scaling laws' precision variable.
+  - storage bits per weight (`QuantConfig.storage_bits_per_weight`): what bitscale stores, from the
+    packed format (`bitscale.kernels.formats.bits_per_weight`, row padding and float32 scales
+    included: ternary-b3 about 1.6); the figure `summary(model)` and `bitscale pack` report.
 
 Language models (`LMRunConfig`, a `Decoder`; d = d_model, f = d_ff, L = n_layer, V = vocab_size):
 - N counts every parameter (`bitscale.models.decoder.count_params`); non-embedding N leaves out the
@@ -21,8 +25,8 @@ Language models (`LMRunConfig`, a `Decoder`; d = d_model, f = d_ff, L = n_layer,
   multiply; when the head is tied to it, the head's multiply is counted): the 6ND of Kaplan et al.
   2020 with the head's FLOPs in and attention's context-length term (2 * L * T * d per token forward)
   left out, as Kaplan and Hoffmann do.
-- bits per weight over the BitLinear matrices: per layer W_q, W_k, W_v, W_o (d x d) and the MLP's
-  W_gate, W_up (f x d) and W_down (d x f) (relu2: no W_gate).
+- both bits-per-weight figures over the BitLinear matrices: per layer W_q, W_k, W_v, W_o (d x d) and
+  the MLP's W_gate, W_up (f x d) and W_down (d x f) (relu2: no W_gate).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from ..train.run import RunConfig
 class Accounting:
     n_params: int
     n_params_non_embedding: int
-    bits_per_weight: float
+    precision_bits: float
+    storage_bits_per_weight: float
     train_flops: float
     samples_seen: int
 
@@ -73,24 +78,33 @@ def count_params(config: RunConfig) -> int:
     return (d * m + m) + (config.model.depth - 1) * (m * m + m) + (m + 1)
 
 
-def bits_per_weight(config: "RunConfig | LMRunConfig") -> float:
+def precision_bits(config: "RunConfig | LMRunConfig") -> float:
+    """P of the run's quantized matrices (`QuantConfig.precision_bits`; 32 for full precision). They all
+    share the run's one QuantConfig, so the weighted mean is that config's P, taken as is (exactly)."""
+    return resolve_config(config.model.quant).precision_bits
+
+
+def storage_bits_per_weight(config: "RunConfig | LMRunConfig") -> float:
+    """Stored bits per weight of the run's quantized matrices (`QuantConfig.storage_bits_per_weight`),
+    weighted by size; 32 for full precision."""
     quant = resolve_config(config.model.quant)
     if quant.weight == "fp32":
         return 32.0
     shapes = quantized_shapes(config)
-    return sum(quant.bits_per_weight((o, i)) * o * i for o, i in shapes) / sum(o * i for o, i in shapes)
+    return sum(quant.storage_bits_per_weight((o, i)) * o * i for o, i in shapes) / sum(o * i for o, i in shapes)
 
 
 def account(config: "RunConfig | LMRunConfig") -> Accounting:
-    """Parameters, bits per weight, samples and training FLOPs of the run `config` describes."""
-    bits = bits_per_weight(config)
+    """Parameters, precision and storage bits per weight, samples and training FLOPs of the run `config`
+    describes."""
+    bits = (precision_bits(config), storage_bits_per_weight(config))
     if isinstance(config, LMRunConfig):
         m = config.model
         n = decoder_params(m, non_embedding=False)
         tokens = config.train.steps * config.train.batch_size * config.data.block_size
         n_matmul = n - (0 if m.tie_weights else m.vocab_size * m.d_model)
-        return Accounting(n, decoder_params(m, non_embedding=True), bits, 6.0 * n_matmul * tokens, tokens)
+        return Accounting(n, decoder_params(m, non_embedding=True), *bits, 6.0 * n_matmul * tokens, tokens)
     n = count_params(config)
     batch = config.train.batch_size or config.task.n_train
     samples = config.train.steps * min(batch, config.task.n_train)
-    return Accounting(n, n, bits, 6.0 * n * samples, samples)
+    return Accounting(n, n, *bits, 6.0 * n * samples, samples)

@@ -1,15 +1,22 @@
 """The results store: one SQLite file per project holding sweeps, runs and their metrics.
 
-This is the only module that speaks SQL. Schema (version 1):
+This is the only module that speaks SQL. Schema (version 2):
 
     meta(key PRIMARY KEY, value)        ('format', 'bitscale-store') marks a file as ours
     schema_version(version)             one row: how many MIGRATIONS have been applied
     sweeps(name PRIMARY KEY, config, created, updated)
     runs(id PRIMARY KEY, sweep, config, status, error, host, pid, started, finished, wall_time_s,
-         n_params, n_params_non_embedding, bits_per_weight, train_flops, samples_seen,
-         steps_done, final_train_loss, final_test_loss, created)
+         n_params, n_params_non_embedding, train_flops, samples_seen, steps_done, final_train_loss,
+         final_test_loss, created, precision_bits, storage_bits_per_weight)
     sweep_runs(sweep, run, position, PRIMARY KEY(sweep, run))
     metrics(run, step, split, name, value, PRIMARY KEY(run, step, split, name))
+
+The accounting columns come from the run's config (`bitscale.sweep.accounting`): n_params,
+n_params_non_embedding, train_flops, samples_seen, and two bits-per-weight figures over the quantized
+matrices: precision_bits (P, information bits: log2 of the code levels, ternary log2(3) = 1.585; the
+laws' precision variable) and storage_bits_per_weight (what is stored: the packed format's bits with
+float32 scales, ternary-b3 about 1.6). Version 1 had one bits_per_weight column (2.0 for ternary);
+migration 2 replaces it with the two, recomputed from each row's config.
 
 A run is identified by its id (derived from its config by the caller). The same run may belong to
 several sweeps (rows in sweep_runs) but has a single row in runs and is trained once; runs.sweep is
@@ -46,9 +53,11 @@ from ..atomic import atomic_write
 FORMAT = "bitscale-store"
 STATUSES = ("queued", "running", "done", "failed", "diverged")
 FINISHED_STATUSES = ("done", "failed", "diverged")
-ACCOUNTING_KEYS = ("n_params", "n_params_non_embedding", "bits_per_weight", "train_flops", "samples_seen")
+ACCOUNTING_KEYS = ("n_params", "n_params_non_embedding", "precision_bits", "storage_bits_per_weight", "train_flops",
+                   "samples_seen")
 EXPORT_FORMATS = ("csv", "json", "parquet")
 
+# The schema as version 1 released it (migration 1); later migrations alter it (see the module docstring).
 _SCHEMA_V1 = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
 INSERT INTO meta (key, value) VALUES ('format', '{FORMAT}');
@@ -98,11 +107,38 @@ CREATE TABLE metrics (
 );
 """
 
+
+
+def _migrate_bits_per_weight(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: the single bits_per_weight column (2.0 for ternary, its bit-plane width) becomes
+    two, precision_bits and storage_bits_per_weight, recomputed from each row's stored config; a config
+    that no longer parses leaves them NULL. The old column is dropped so that no stale figure survives."""
+    conn.execute("ALTER TABLE runs ADD COLUMN precision_bits REAL")
+    conn.execute("ALTER TABLE runs ADD COLUMN storage_bits_per_weight REAL")
+    rows = conn.execute("SELECT id, config FROM runs").fetchall()
+    if rows:
+        # Imported here: the accounting needs the config classes (torch, pydantic), and only a store with
+        # runs to upgrade needs them.
+        from .accounting import account
+        from .kinds import parse_run_config
+
+        updates = []
+        for run_id, config in rows:
+            try:
+                acc = account(parse_run_config(json.loads(config)))
+            except (ValueError, TypeError, KeyError, AttributeError):  # pydantic's ValidationError is a ValueError
+                continue
+            updates.append((acc.precision_bits, acc.storage_bits_per_weight, run_id))
+        conn.executemany("UPDATE runs SET precision_bits = ?, storage_bits_per_weight = ? WHERE id = ?", updates)
+    conn.execute("ALTER TABLE runs DROP COLUMN bits_per_weight")
+
+
 # Migration i brings a store from schema version i to i + 1: SQL text (one or more statements) or a
 # callable taking the connection. All pending ones run in one transaction, so they must not commit.
 # Append only; never edit a released migration.
 MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (0);" + _SCHEMA_V1,
+    _migrate_bits_per_weight,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -451,8 +487,8 @@ class Store:
 # -- analysis: read-only access as pandas DataFrames ------------------------------------------------
 
 RUN_COLUMNS = ("id", "sweep", "status", "error", "host", "started", "finished", "wall_time_s", "n_params",
-               "n_params_non_embedding", "bits_per_weight", "train_flops", "samples_seen", "steps_done",
-               "final_train_loss", "final_test_loss")
+               "n_params_non_embedding", "precision_bits", "storage_bits_per_weight", "train_flops", "samples_seen",
+               "steps_done", "final_train_loss", "final_test_loss")
 
 
 def load_runs(path: str | Path, sweep: str | None = None):
