@@ -41,6 +41,9 @@ CASES = {
     "precision_multiplier": ({**CHIN, "c[bf16]": 1.0, "c[int4]": 0.6, "c[ternary]": 0.3},
                              design(N=np.logspace(6, 9, 8), D=np.logspace(8, 11, 6),
                                     Q=np.array(["bf16", "int4", "ternary"], dtype=object))),
+    "precision_power": ({"E[fp16]": 2.0, "E[ternary]": 1.8, "A[fp16]": 50.0, "A[ternary]": 80.0,
+                         "alpha[fp16]": 0.3, "alpha[ternary]": 0.25},
+                        design(N=np.logspace(6, 10, 10), Q=np.array(["fp16", "ternary"], dtype=object))),
     "scale_time": ({"E": 0.1, "A": 50.0, "alpha": 0.5}, design(p=np.logspace(3, 6, 8), t=np.logspace(2, 5, 8))),
     "ntk": ({"L_inf": 0.05, "L_0": 1.0, "r": 1e-3}, design(t=np.linspace(0, 5000, 40))),
 }
@@ -67,7 +70,8 @@ def test_recovers_known_parameters_from_noisy_data(name: str) -> None:
     assert np.abs(fit.residuals).max() < 0.05
 
 
-@pytest.mark.parametrize("name", ["power_N", "chinchilla", "precision_multiplier", "precision_size", "ntk"])
+@pytest.mark.parametrize("name", ["power_N", "chinchilla", "precision_multiplier", "precision_size", "ntk",
+                                  "precision_power"])
 def test_noiseless_recovery_is_near_exact(name: str) -> None:
     params, x = CASES[name]
     fit = fit_law(name, synthetic(name, params, x, sigma=0.0))
@@ -163,3 +167,93 @@ def test_shape_mismatch_and_zero_time() -> None:
         fit_law("power_S", LawData({"S": t}, 0.1 + np.exp(-0.05 * t)))
     with pytest.raises(ValueError, match="unknown loss"):
         fit_law("ntk", LawData({"t": t}, 1 + t), loss="l1")
+
+
+# -- precision laws: shared parameters, one data budget, post-training quantization ------------------
+
+PP_X = design(N=np.logspace(6, 10, 10), Q=np.array(["fp16", "int4", "ternary"], dtype=object))
+
+
+def test_precision_power_shared_alpha_is_spectras_form() -> None:
+    truth = {"E[fp16]": 2.0, "E[int4]": 2.05, "E[ternary]": 1.9, "A[fp16]": 50.0, "A[int4]": 60.0,
+             "A[ternary]": 90.0, "alpha": 0.3}
+    law = get_law("precision_power").share(["alpha"])
+    assert law.name == "precision_power[share=alpha]" and get_law(law.name).flat_names(["a", "b"]) == \
+        ["e[a]", "e[b]", "a[a]", "a[b]", "alpha"]
+    fit = fit_law(law, LawData(PP_X, law.predict(truth, PP_X)))
+    assert fit.law == "precision_power[share=alpha]" and fit.params == pytest.approx(truth, rel=1e-5)
+    # the shared form has one alpha: data from separate exponents fit worse than with them free
+    bent = {**truth, "alpha[fp16]": 0.2, "alpha[int4]": 0.3, "alpha[ternary]": 0.4}
+    bent.pop("alpha")
+    y = get_law("precision_power").predict(bent, PP_X)
+    free, tied = fit_law("precision_power", LawData(PP_X, y)), fit_law(law, LawData(PP_X, y))
+    assert free.objective < 1e-12 < tied.objective
+
+
+@pytest.mark.parametrize("names, message", [(["gamma"], "'gamma' is not a per-label parameter"),
+                                            (["E", "A", "alpha"], "leaves one curve")])
+def test_share_rejects_what_it_cannot_tie(names, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        get_law("precision_power").share(names)
+    with pytest.raises(ValueError, match="per-label: none"):
+        get_law("chinchilla").share(["E"])
+
+
+def test_a_label_needs_as_many_sizes_as_its_own_parameters() -> None:
+    x = {"N": np.array([1e6, 1e7, 1e8, 1e9, 1e6, 1e7]), "Q": np.array(["a"] * 4 + ["b"] * 2, dtype=object)}
+    loss = [3.0, 2.5, 2.2, 2.0, 3.1, 2.6]
+    with pytest.raises(LawDataError, match="label 'b' has 2 distinct N.*--share"):
+        fit_law("precision_power", LawData(x, loss))
+    fit_law(get_law("precision_power").share(["alpha"]), LawData(x, loss))
+
+
+@pytest.mark.parametrize("name, truth", [
+    ("precision_multiplier", {"E": 1.7, "A": 400.0, "alpha": 0.34, "c[bf16]": 1.0, "c[int4]": 0.6, "c[ternary]": 0.3}),
+    ("precision", {"E": 1.7, "A": 400.0, "alpha": 0.34, "gamma": 2.5}),
+])
+def test_precision_laws_at_one_data_budget_fold_d_into_e(name, truth) -> None:
+    """At one D, B*D^-beta is a constant: the law drops B and beta and E holds the sum."""
+    x = design(N=np.logspace(6, 9, 8), Q=np.array(["bf16", "int4", "ternary"], dtype=object)) \
+        if name == "precision_multiplier" else design(N=np.logspace(6, 9, 8), P=np.array([1.0, 1.58, 2.0, 4.0, 16.0]))
+    B, beta, D = 410.7, 0.28, 2e10
+    full = {**truth, "B": B, "beta": beta}
+    x_d = {**x, "D": np.full(len(x["N"]), D)}
+    loss = get_law(name).predict(full, x_d)
+    fit = fit_law(name, LawData(x_d, loss))
+    assert fit.law == f"{name}[fold=D]" and "B" not in fit.params and "beta" not in fit.params
+    expected = {**truth, "E": truth["E"] + B * D ** -beta}
+    assert fit.params == pytest.approx(expected, rel=1e-4)
+    # D absent altogether folds the same way; the folded fit predicts the data without D
+    again = fit_law(name, LawData(x, loss))
+    assert again.law == fit.law and again.params == pytest.approx(fit.params, rel=1e-6)
+    np.testing.assert_allclose(again.predict(x), loss, rtol=1e-6)
+
+
+PTQ = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 410.7, "beta": 0.28, "gamma": 2.5,
+       "C_T": 0.05, "gamma_D": 0.5, "gamma_N": 0.6, "gamma_post": 1.2}
+
+
+def ptq_design() -> dict[str, np.ndarray]:
+    """QAT rows at P bits (P_post = 0) and PTQ rows trained at 16 bits then quantized to P_post bits."""
+    N, D = np.logspace(7, 9, 5), np.logspace(9, 11, 4)
+    pairs = [(p, 0.0) for p in (2.0, 3.0, 4.0, 8.0, 16.0)] + [(16.0, q) for q in (3.0, 4.0, 6.0, 8.0)]
+    rows = [(n, d, p, q) for n in N for d in D for p, q in pairs]
+    return {k: np.array(v) for k, v in zip(("N", "D", "P", "P_post"), zip(*rows))}
+
+
+def test_precision_ptq_formula_and_recovery() -> None:
+    law, x = get_law("precision_ptq"), ptq_design()
+    y = law.predict(PTQ, x)
+    n_eff = x["N"] * (1 - np.exp(-x["P"] / PTQ["gamma"]))
+    ptq = np.where(x["P_post"] > 0, PTQ["C_T"] * x["D"] ** PTQ["gamma_D"] * x["N"] ** -PTQ["gamma_N"]
+                   * np.exp(-x["P_post"] / PTQ["gamma_post"]), 0.0)
+    np.testing.assert_allclose(y, PTQ["E"] + PTQ["A"] * n_eff ** -PTQ["alpha"] + PTQ["B"] * x["D"] ** -PTQ["beta"]
+                               + ptq, rtol=1e-12)
+    fit = fit_law(law, LawData(x, y))
+    for p in ("alpha", "beta", "gamma", "gamma_D", "gamma_N", "gamma_post"):
+        assert fit.params[p] == pytest.approx(PTQ[p], rel=1e-3), p
+    # QAT rows alone say nothing about the PTQ term; PTQ rows degrade more with more data per parameter
+    more_data = {k: np.array([v]) for k, v in {"N": 1e8, "D": 1e11, "P": 16.0, "P_post": 4.0}.items()}
+    less_data = {**more_data, "D": np.array([1e9])}
+    assert fit.predict(more_data) - fit.predict({**more_data, "P_post": np.array([0.0])}) > \
+        fit.predict(less_data) - fit.predict({**less_data, "P_post": np.array([0.0])})

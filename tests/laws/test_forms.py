@@ -15,7 +15,7 @@ from bitscale.laws.fit import fit_law, grid_starts
 from bitscale.laws.forms import LAWS, get_law
 
 BUILTIN = ["power_N", "power_D", "power_C", "power_S", "kaplan", "chinchilla", "curve", "precision",
-           "precision_multiplier", "scale_time", "ntk"]
+           "precision_multiplier", "precision_power", "precision_ptq", "scale_time", "ntk"]
 
 X = {"N": np.array([1e6, 3e7, 2e9]), "D": np.array([1e8, 5e9, 4e11]), "C": np.array([1e15, 1e18, 3e21]),
      "S": np.array([100.0, 1e3, 5e4]), "P": np.array([1.58, 4.0, 16.0]), "p": np.array([1e3, 1e4, 1e5]),
@@ -38,6 +38,10 @@ CASES = {
                               "c[bf16]": 1.0, "c[int4]": 0.5},
                              lambda p, x: p["E"] + p["A"] * (np.where(x["Q"] == "int4", 0.5, 1.0) * x["N"])
                              ** -p["alpha"] + p["B"] * x["D"] ** -p["beta"]),
+    "precision_power": ({"E[bf16]": 1.7, "E[int4]": 1.9, "A[bf16]": 400.0, "A[int4]": 300.0,
+                         "alpha[bf16]": 0.34, "alpha[int4]": 0.3},
+                        lambda p, x: np.where(x["Q"] == "int4", 1.9 + 300.0 * x["N"] ** -0.3,
+                                              1.7 + 400.0 * x["N"] ** -0.34)),
     "scale_time": ({"E": 0.1, "A": 50.0, "alpha": 0.5}, lambda p, x: p["E"] + p["A"] * (x["p"] * x["t"]) ** -p["alpha"]),
     "ntk": ({"L_inf": 0.05, "L_0": 1.0, "r": 1e-3},
             lambda p, x: p["L_inf"] + (p["L_0"] - p["L_inf"]) * np.exp(-p["r"] * x["t"])),

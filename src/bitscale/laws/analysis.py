@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -24,9 +24,9 @@ from .bootstrap import BootstrapResult, bootstrap
 from .data import LawData, LawDataError
 from .fit import FitResult, fit_law
 from .forms import get_law
-from .validate import HoldoutResult, holdout_largest, leave_one_group_out
+from .validate import HoldoutResult, holdout_largest, holdout_marked, leave_one_group_out
 
-HOLDOUTS = ("largest", "groups", "none")
+HOLDOUTS = ("largest", "groups", "marked", "none")   # marked: the rows data.held_out names (--holdout EXPR)
 RESAMPLE = ("points", "groups")
 
 
@@ -39,6 +39,8 @@ class Analysis:
     boot: Optional[BootstrapResult] = None
     holdouts: list[HoldoutResult] = field(default_factory=list)
     derived: dict[str, Any] = field(default_factory=dict)
+    catch_up: dict[str, Any] = field(default_factory=dict)
+    holdout_failure: Optional[str] = None   # why the held-out check could not run (its error is unknown)
 
     @property
     def holdout_error(self) -> float:
@@ -53,8 +55,11 @@ class Analysis:
             "n_points": self.fit.n_points,
             "objective": self.fit.objective,
             "params": self.fit.params,
+            "at_bound": sorted(self.fit.at_bound),
+            "at_bound_sides": dict(self.fit.at_bound),
             "holdout": {
                 "kind": [h.variable for h in self.holdouts],
+                "failed": self.holdout_failure,
                 "mean_abs_relative_error": _finite(self.holdout_error),
                 "max_abs_relative_error": _finite(
                     max((h.max_abs_relative_error for h in self.holdouts), default=math.nan)
@@ -62,11 +67,14 @@ class Analysis:
                 "n_held_out": int(sum(int(np.sum(h.held_out)) for h in self.holdouts)),
             },
             "derived": self.derived,
+            "catch_up": self.catch_up,
         }
         if self.boot is not None:
             out["bootstrap"] = {
                 "n": self.boot.n,
                 "n_failed": self.boot.n_failed,
+                "failed_fraction": _finite(self.boot.failed_fraction),
+                "reliable": self.boot.reliable,
                 "level": self.boot.level,
                 "by_groups": self.boot.by_groups,
                 "intervals": {k: [_finite(lo), _finite(hi)] for k, (lo, hi) in self.boot.intervals.items()},
@@ -99,33 +107,78 @@ def analyze(
     holdout: str = "largest",
     drop_top: int = 0,
     seed: int = 0,
+    share: Sequence[str] = (),
+    reference: Optional[str] = None,
+    at: Optional[Sequence[float]] = None,
     **fit_options: Any,
 ) -> Analysis:
-    """Fit `law` to `data` and attach intervals, the held-out check and derived answers."""
+    """Fit `law` to `data` and attach intervals, the held-out check, derived answers and, for a law
+    with a categorical precision, the catch-up answers of each label against `reference` at sizes `at`
+    (default: the largest N in the data, 10x and 100x it).
+
+    `share` ties per-label parameters across labels (precision_power: share=("alpha",) is Spectra's
+    form). A held-out check that cannot run is recorded in `holdout_failure`, not raised: the fit
+    stands, its extrapolation error is unknown and says so."""
     from . import derived
+    from .catch_up import catch_up, curves_of
 
     if holdout not in HOLDOUTS:
         raise LawDataError(f"holdout: expected one of {', '.join(HOLDOUTS)}, got {holdout!r}")
     if resample not in RESAMPLE:
         raise LawDataError(f"resample: expected one of {', '.join(RESAMPLE)}, got {resample!r}")
-    form = get_law(law)
+    form = get_law(law).share(share)
     data = drop_highest(data, drop_top)
     fit = fit_law(form, data, **fit_options)
-    result = Analysis(data.label, form.name, data, fit)
+    result = Analysis(data.label, fit.law, data, fit)
     if bootstrap_n > 0:
         if resample == "groups" and data.groups is None:
             raise LawDataError("--resample groups needs groups (e.g. seeds) in the data")
         result.boot = bootstrap(form, data, fit, n=bootstrap_n, by_groups=resample == "groups", seed=seed, **fit_options)
-    if holdout == "largest":
-        result.holdouts = [holdout_largest(form, data, **fit_options)]
-    elif holdout == "groups":
-        if data.groups is None:
-            raise LawDataError("--holdout groups needs groups (e.g. seeds) in the data")
-        result.holdouts = leave_one_group_out(form, data, **fit_options)
-    result.derived = derived.answers(form.name, fit, result.boot, data)
-    if form.name == "scale_time":
+    try:
+        if holdout == "largest":
+            result.holdouts = [holdout_largest(form, data, **fit_options)]
+        elif holdout == "groups":
+            if data.groups is None:
+                raise LawDataError("--holdout groups needs groups (e.g. seeds) in the data")
+            result.holdouts = leave_one_group_out(form, data, **fit_options)
+        elif holdout == "marked":
+            result.holdouts = [holdout_marked(form, data, **fit_options)]
+    except (LawDataError, RuntimeError) as err:
+        result.holdout_failure = " ".join(str(err).split())
+    result.derived = derived.answers(form.base, fit, result.boot, data)
+    if form.base == "scale_time":
         result.derived.update(_scale_time_answers(data, **fit_options))
+    curves = curves_of(result)
+    if curves:
+        result.catch_up = catch_up(curves, reference=reference, sizes=at, default_sizes=default_sizes(data))
     return result
+
+
+def default_sizes(data: LawData) -> list[float]:
+    """Where catch-up answers are read without --at: the largest N in the data, 10x and 100x it."""
+    if "N" not in data.x or not data.n:
+        return []
+    n_max = float(np.max(data.x["N"]))
+    return [n_max, 10 * n_max, 100 * n_max]
+
+
+def catch_up_groups(analyses: Sequence[Analysis], *, reference: Optional[str] = None,
+                    at: Optional[Sequence[float]] = None) -> None:
+    """For one-variable fits per group (`power_N --by model.quant`): the catch-up answers of each group
+    against the reference group, stored in each non-reference group's `catch_up`."""
+    from .catch_up import catch_up, curve_of_group
+
+    fitted = [a for a in analyses if "N" in a.fit.form.variables and not a.fit.form.categorical]
+    if len(fitted) < 2:
+        if reference is not None and fitted:
+            catch_up([curve_of_group(a) for a in fitted], reference=reference)  # still checks the label
+        return
+    curves = [curve_of_group(a) for a in fitted]
+    sizes = at or default_sizes(LawData({"N": np.concatenate([a.data.x["N"] for a in fitted])},
+                                        np.concatenate([a.data.loss for a in fitted])))
+    answers = catch_up(curves, reference=reference, sizes=sizes)
+    for a, c in zip(fitted, curves):
+        a.catch_up = {k: v for k, v in answers.items() if k.startswith(f"{c.label} vs ")}
 
 
 def _scale_time_answers(data: LawData, **fit_options: Any) -> dict[str, Any]:

@@ -13,7 +13,9 @@ the best start of each resample is its estimate. The interval at level q is the 
 
 A resample fails (counted in n_failed, left out of the samples) when it cannot determine the law (a
 variable with one distinct value, fewer drawn points than parameters, a category never drawn) or its
-best objective is not finite.
+best objective is not finite. With more than MAX_FAILED_FRACTION (20%) failed, `reliable` is False and
+every interval built on the samples is reported as unreliable: the successful resamples are then a
+selected subset, and their spread understates the uncertainty.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bitscale.laws.forms import Law, get_law
 
 
 _START_OPTIONS = {"grid", "init", "n_polish", "screen_iter", "keep", "min_keep"}
+MAX_FAILED_FRACTION = 0.2   # above this share of failed resamples an interval is reported as unreliable
 
 
 @dataclass
@@ -43,6 +46,23 @@ class BootstrapResult:
     n: int
     n_failed: int
     by_groups: bool
+    flat: np.ndarray | None = None      # (successful resamples, free columns) fitted parameters
+    flat_names: tuple[str, ...] = ()    # the free columns' names (FitResult.theta keys)
+
+    @property
+    def failed_fraction(self) -> float:
+        return self.n_failed / self.n if self.n else float("nan")
+
+    @property
+    def reliable(self) -> bool:
+        """False when more than MAX_FAILED_FRACTION of the resamples failed (or fewer than 2 succeeded):
+        the percentiles then describe the resamples that happened to be fittable, not the estimate."""
+        return self.n - self.n_failed >= 2 and self.failed_fraction <= MAX_FAILED_FRACTION
+
+    def describe(self) -> str:
+        """'1000 resamples, 3 failed (0.3%)', with ': intervals unreliable' past MAX_FAILED_FRACTION."""
+        text = f"{self.n} resamples, {self.n_failed} failed ({100 * self.failed_fraction:.1f}%)"
+        return text if self.reliable else text + f": intervals unreliable (> {100 * MAX_FAILED_FRACTION:.0f}% failed)"
 
     def interval_of(self, fn: Callable[[dict[str, float]], float]) -> tuple[float, float]:
         """Percentile interval (at `level`) of any quantity computed from one resample's parameters."""
@@ -89,6 +109,24 @@ def _determined(obj: Objective, data: LawData, counts: np.ndarray) -> np.ndarray
         lo = np.where(drawn, values, np.inf).min(1)
         hi = np.where(drawn, values, -np.inf).max(1)
         ok &= hi > lo
+    if obj.law.per_label and obj.law.categorical:
+        # a curve per label: each label's own points must vary in N and cover its free columns
+        labels = np.array([str(c) for c in data.x[obj.law.categorical]])
+        n_own = len([p for p in obj.law.per_label if p not in obj.law.fixed])
+        for c in obj.categories:
+            mine = drawn & (labels == c)
+            for v in obj.law.variables:
+                if v != obj.law.categorical:
+                    values = np.asarray(data.x[v], dtype=float)
+                    distinct = sum((mine & (values == u)).any(1).astype(int)
+                                   for u in np.unique(values[labels == c]))
+                    ok &= distinct >= min(n_own, 2)
+            ok &= mine.sum(1) >= n_own
+            # a label's own curve needs as many distinct sizes as it has own parameters
+            sizes = np.asarray(data.x["N"], dtype=float) if "N" in data.x else None
+            if sizes is not None:
+                distinct = sum((mine & (sizes == u)).any(1).astype(int) for u in np.unique(sizes[labels == c]))
+                ok &= distinct >= n_own
     return ok
 
 
@@ -134,4 +172,5 @@ def bootstrap(law: Law | str, data: LawData, fit: FitResult, n: int = 1000, *, b
     samples = {key: np.array([p[key] for p in naturals], dtype=np.float64) for key in keys}
     intervals = {key: _percentile(v, level) for key, v in samples.items()}
     std_errors = {key: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan") for key, v in samples.items()}
-    return BootstrapResult(samples, intervals, std_errors, level, n, int(n - good.sum()), by_groups)
+    return BootstrapResult(samples, intervals, std_errors, level, n, int(n - good.sum()), by_groups,
+                           estimates[good], tuple(obj.names))

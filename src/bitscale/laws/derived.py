@@ -44,14 +44,29 @@ class Answer(dict):
     def __str__(self) -> str:
         parts = []
         for key, value in self.items():
-            if key.endswith("_interval"):
+            if key.endswith("_interval") or key in ("rests_on", "unreliable"):
                 continue
             text = _fmt(value)
             interval = self.get(f"{key}_interval")
             if interval is not None:
                 text += f" [{_fmt(interval[0])}, {_fmt(interval[1])}]"
             parts.append(f"{key} {text}")
-        return ", ".join(parts)
+        warn = ([f"rests on {', '.join(self['rests_on'])} at a bound"] if self.get("rests_on") else []) + \
+            (["bootstrap unreliable"] if self.get("unreliable") else [])
+        return ", ".join(parts) + (f"  (not a finding: {'; '.join(warn)})" if warn else "")
+
+
+def flag(answer: Answer, fit: Any, boot: Any, uses: tuple[str, ...] | None = None) -> Answer:
+    """Mark `answer` with the parameters at a bound it rests on (of `uses`, all when None; a name
+    matches its per-label forms 'E[q]' too) and whether the bootstrap behind its intervals is
+    unreliable; an Answer so marked prints "not a finding"."""
+    pinned = getattr(fit, "at_bound", {}) or {}
+    hits = sorted(k for k in pinned if uses is None or k.partition("[")[0] in uses or k in uses)
+    if hits:
+        answer["rests_on"] = hits
+    if boot is not None and not getattr(boot, "reliable", True):
+        answer["unreliable"] = True
+    return answer
 
 
 def _fmt(value: Any) -> str:
@@ -192,13 +207,13 @@ def matching_size(fit_or_params: Any, law: Any, target_loss: float | Callable[[d
     Returns N (inf when infeasible), feasible, floor (E + B·D^-beta) and with `boot` an interval and
     the fraction of samples for which the target is infeasible."""
     params = _params(fit_or_params)
-    _need(params, _CHINCHILLA, "matching_size")
-    law = getattr(law, "name", law)  # a Law or its name
+    _need(params, ("E", "A", "alpha"), "matching_size")
+    law = getattr(law, "base", getattr(law, "name", law))  # a Law or its name
     target = target_loss if callable(target_loss) else (lambda _p, t=float(target_loss): t)
 
     def solve(p: Mapping[str, Any]) -> tuple[Any, Any]:
         c = _multiplier(law, p, category, P)
-        floor = p["E"] + p["B"] * D ** -p["beta"]
+        floor = p["E"] + (p["B"] * D ** -p["beta"] if "B" in p else 0.0)  # no B: D folded into E
         headroom = np.asarray(target(p), dtype=float) - floor
         with np.errstate(all="ignore"):
             n = np.where(headroom > 0, (p["A"] / np.where(headroom > 0, headroom, 1.0)) ** (1 / p["alpha"]) / c, np.inf)
@@ -248,17 +263,18 @@ def answers(law: str, fit: Any, boot: Any = None, data: LawData | None = None) -
                 fields[label] = r[key]
                 if boot is not None:
                     fields[f"{label}_interval"] = r[f"{key}_interval"]
-            out[f"compute-optimal at C={C:.3g}"] = _answer(**fields)
+            out[f"compute-optimal at C={C:.3g}"] = flag(_answer(**fields), fit, boot, _CHINCHILLA)
     elif law == "precision_multiplier":
         labels = list(next(iter(fit.categories.values()), []))
         full = full_precision_label(labels)
         n_full = float(np.max(data.x["N"])) if data is not None else None
-        d_mid = float(np.median(data.x["D"])) if data is not None else None
+        d_mid = float(np.median(data.x["D"])) if data is not None and "D" in data.x else 1.0
         ref = None if full == labels[0] else full
 
         def full_loss(p: Mapping[str, Any]) -> Any:
             c = _multiplier(law, p, ref, None)
-            return p["E"] + p["A"] * (c * n_full) ** -p["alpha"] + p["B"] * d_mid ** -p["beta"]
+            data_term = p["B"] * d_mid ** -p["beta"] if "B" in p else 0.0   # no B: D folded into E
+            return p["E"] + p["A"] * (c * n_full) ** -p["alpha"] + data_term
 
         for q, r in precision_multipliers(fit, boot, full=full).items():
             if q == full:
@@ -274,11 +290,11 @@ def answers(law: str, fit: Any, boot: Any = None, data: LawData | None = None) -
                 if boot is not None:
                     fields["matching_N_interval"] = m["interval"]
                 key += f" (matching_N: the {q} size whose loss equals {full} at N={n_full:.3g}, D={d_mid:.3g})"
-            out[key] = _answer(**fields)
-    elif law in ("precision", "precision_size"):
+            out[key] = flag(_answer(**fields), fit, boot)
+    elif law in ("precision", "precision_size", "precision_ptq") and "gamma" in _params(fit):
         for bits, r in effective_fraction(fit, boot=boot).items():
             fields = {"fraction": r["fraction"]}
             if boot is not None:
                 fields["fraction_interval"] = r["interval"]
-            out[f"effective fraction 1-exp(-P/gamma) at P={bits:g}"] = _answer(**fields)
+            out[f"effective fraction 1-exp(-P/gamma) at P={bits:g}"] = flag(_answer(**fields), fit, boot, ("gamma",))
     return out

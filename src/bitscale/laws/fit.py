@@ -25,6 +25,7 @@ scipy.optimize.minimize(method="L-BFGS-B", bounds=...) on exact torch gradients.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from bitscale.laws.data import LawData
+from bitscale.laws.data import LawData, LawDataError
 from bitscale.laws.forms import Law, get_law, to_tensors
 
 LOSSES = ("huber", "lsq")
@@ -46,12 +47,15 @@ class Objective:
             raise ValueError(f"unknown loss '{loss}'; choose from {', '.join(LOSSES)}")
         if not delta > 0:
             raise ValueError(f"Huber delta must be > 0, got {delta}")
-        self.law, self.loss, self.delta = get_law(law), loss, float(delta)
+        # a precision law at one data budget (or one training precision) folds that variable out
+        self.law, self.loss, self.delta = get_law(law).for_data(data.x), loss, float(delta)
         cat = self.law.categorical
         self.categories = sorted({str(c) for c in data.x[cat]}) if cat and cat in data.x else []
         self.names = self.law.flat_names(self.categories)
         data.check(self.law.name, self.law.variables, len(self.names),
                    nonnegative=self.law.nonnegative, categorical=cat)
+        if self.law.per_label and cat:
+            _check_labels(self.law, data, self.categories)
         self.x = to_tensors(self.law, data.x, self.categories)
         self.log_y = torch.log(torch.as_tensor(data.loss, dtype=torch.float64))
         bounds = [self.law.bounds[n.partition("[")[0]] for n in self.names]
@@ -70,6 +74,19 @@ class Objective:
             a = r.abs()
             rho = torch.where(a <= self.delta, 0.5 * r * r, self.delta * (a - 0.5 * self.delta))
         return (rho if W is None else W * rho).sum(dim=1)
+
+
+def _check_labels(law: Law, data: LawData, categories: list[str]) -> None:
+    """Each label of a per-label law needs as many distinct N as it has parameters of its own."""
+    own = [p for p in law.per_label if p not in law.fixed]
+    labels = np.array([str(c) for c in data.x[law.categorical]])
+    natural = law.names_natural()
+    for c in categories:
+        n = len(np.unique(data.x["N"][labels == c])) if "N" in data.x else 0
+        if n < len(own):
+            raise LawDataError(f"label {c!r} has {n} distinct N; law '{law.name}' fits {len(own)} parameters of its "
+                               f"own per label ({', '.join(natural[p] for p in own)}): give more sizes or tie some "
+                               f"with --share")
 
 
 def _value_grad(f, X: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,9 +199,15 @@ class FitResult:
     n_starts: int
     categories: dict[str, list[str]]
     law_obj: Law | None = field(default=None, repr=False, compare=False)
+    at_bound: dict[str, str] = field(default_factory=dict)   # natural param -> "lower" | "upper"
 
     def _law(self) -> Law:
         return self.law_obj if self.law_obj is not None else get_law(self.law)
+
+    @property
+    def form(self) -> Law:
+        """The law as fitted: the variant (shared or folded parameters) this fit used."""
+        return self._law()
 
     def predict(self, x: dict[str, np.ndarray]) -> np.ndarray:
         """Predicted loss at x (variables -> (m,) arrays)."""
@@ -199,7 +222,7 @@ class FitResult:
         return {"law": self.law, "params": dict(self.params), "theta": dict(self.theta),
                 "objective": self.objective, "residuals": self.residuals.tolist(), "loss": self.loss,
                 "delta": self.delta, "n_points": self.n_points, "n_starts": self.n_starts,
-                "categories": {k: list(v) for k, v in self.categories.items()}}
+                "categories": {k: list(v) for k, v in self.categories.items()}, "at_bound": sorted(self.at_bound)}
 
 
 def theta_dict(obj: Objective, flat: np.ndarray) -> dict[str, float]:
@@ -211,19 +234,47 @@ def theta_dict(obj: Objective, flat: np.ndarray) -> dict[str, float]:
     return theta
 
 
+BOUND_RTOL = 1e-6
+
+
+def at_bound(obj: Objective, flat: np.ndarray) -> dict[str, str]:
+    """{natural parameter name: "lower" | "upper"} for every free column at a bound: within BOUND_RTOL
+    of it (relative, at least 1e-6 absolute), or so close in effect that moving the column onto the
+    bound changes the objective by at most 1e-9 of it (+ 1e-12): the data cannot tell the estimate from
+    the bound (a floor E = e^-29 is E = 0, as much as e^-30 is). Such an estimate is the bound's."""
+    natural = obj.law.names_natural()
+    f0 = float(obj(torch.tensor(flat[None], dtype=torch.float64))[0])
+    out = {}
+    for j, (name, value, lo, hi) in enumerate(zip(obj.names, flat, obj.lo.tolist(), obj.hi.tolist())):
+        base, bracket, rest = name.partition("[")
+        label = natural.get(base, base) + bracket + rest
+        for side, bound in (("lower", lo), ("upper", hi)):
+            close = abs(float(value) - bound) <= BOUND_RTOL * max(abs(bound), 1.0)
+            if not close and math.isfinite(bound):
+                moved = np.array(flat, dtype=np.float64)
+                moved[j] = bound
+                f1 = float(obj(torch.tensor(moved[None], dtype=torch.float64))[0])
+                close = math.isfinite(f1) and f1 - f0 <= 1e-9 * abs(f0) + 1e-12
+            if close:
+                out[label] = side
+    return out
+
+
 def grid_starts(law: Law, grid: dict[str, Sequence[float]] | None, categories: Sequence[str]) -> np.ndarray:
     """Cartesian product of start values as (S, P) free columns (a per-category value fills all its columns)."""
     unknown = sorted(set(grid or {}) - set(law.params))
     if unknown:
         raise ValueError(f"grid names {', '.join(unknown)}, not parameters of law '{law.name}' "
                          f"({', '.join(law.params)})")
-    values = {p: tuple(grid[p]) if grid and p in grid else law.grid[p] for p in law.params}
-    k = max(len(categories) - 1, 0)
+    free = law.free_params
+    values = {p: tuple(grid[p]) if grid and p in grid else law.grid[p] for p in free}
+    width = {p: max(len(categories) - 1, 0) if p in law.per_category else
+             max(len(categories), 1) if p in law.per_label else 1 for p in free}
     rows = []
-    for combo in itertools.product(*(values[p] for p in law.params)):
+    for combo in itertools.product(*(values[p] for p in free)):
         row = []
-        for p, v in zip(law.params, combo):
-            row += [float(v)] * (k if p in law.per_category else 1)
+        for p, v in zip(free, combo):
+            row += [float(v)] * width[p]
         rows.append(row)
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
 
@@ -284,4 +335,4 @@ def result(obj: Objective, flat: np.ndarray, objective: float, n_starts: int) ->
     r = obj.residuals(torch.tensor(flat[None], dtype=torch.float64)).detach().numpy()[0]
     cats = {obj.law.categorical: list(obj.categories)} if obj.law.categorical else {}
     return FitResult(obj.law.name, obj.law.natural(theta), theta, float(objective), r, obj.loss,
-                     obj.delta, len(r), n_starts, cats, obj.law)
+                     obj.delta, len(r), n_starts, cats, obj.law, at_bound(obj, flat))

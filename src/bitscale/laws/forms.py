@@ -45,8 +45,10 @@ values inside each parameter's bounds and natural() to the identity:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -81,8 +83,27 @@ class Law:
     natural_fn: Callable[[Theta], Theta] | None = field(default=None, repr=False)
     theta_fn: Callable[[Theta], Theta] | None = field(default=None, repr=False)
     categorical: str | None = None
-    per_category: tuple[str, ...] = ()
+    per_category: tuple[str, ...] = ()  # one column per label but the reference (first), which is 0
     nonnegative: tuple[str, ...] = ()   # variables that may be 0 (all others must be > 0)
+    per_label: tuple[str, ...] = ()     # one free column for every label (precision_power's E, A, alpha)
+    folds: dict[str, dict[str, float]] = field(default_factory=dict)  # variable -> params fixed when it is constant
+    fixed: dict[str, float] = field(default_factory=dict)  # params held at these theta values (not fitted)
+    base: str = ""                      # the registered law this one is a variant of (its own name if none)
+    shared: tuple[str, ...] = ()        # per_label params tied across labels in this variant
+    folded: tuple[str, ...] = ()        # variables folded out in this variant
+
+    def __post_init__(self) -> None:
+        self.base = self.base or self.name
+
+    @property
+    def free_params(self) -> tuple[str, ...]:
+        """The parameters the fitter moves (params less the fixed ones)."""
+        return tuple(p for p in self.params if p not in self.fixed)
+
+    @property
+    def labelled(self) -> tuple[str, ...]:
+        """Params with a column per label in this variant (per_category and unshared per_label)."""
+        return tuple(p for p in self.params if p in self.per_category or p in self.per_label)
 
     def log_loss(self, theta: dict[str, torch.Tensor], x: dict[str, torch.Tensor]) -> torch.Tensor:
         """log L, (S, n), for S parameter sets (theta values (S, 1) or (S, K)) at n points."""
@@ -104,34 +125,106 @@ class Law:
 
     # ---- the flat parameter vector the fitter optimizes -------------------------------------------
     def flat_names(self, categories: Sequence[str] = ()) -> list[str]:
-        """Names of the free columns: one per param, per-category params once per non-reference label."""
+        """Names of the free columns: one per param; per-category params once per non-reference label,
+        per-label params once per label; fixed params have none."""
         names = []
-        for p in self.params:
-            names += [f"{p}[{c}]" for c in categories[1:]] if p in self.per_category else [p]
+        for p in self.free_params:
+            if p in self.per_category:
+                names += [f"{p}[{c}]" for c in categories[1:]]
+            elif p in self.per_label:
+                names += [f"{p}[{c}]" for c in categories]
+            else:
+                names.append(p)
         return names
 
     def split(self, flat: torch.Tensor, n_categories: int = 0) -> dict[str, torch.Tensor]:
-        """(S, P) free columns -> theta tensors; per-category params get a zero reference column."""
+        """(S, P) free columns -> theta tensors: (S, 1), or (S, K) for a param with a column per label
+        (per-category ones with a zero reference column); fixed params are constant columns."""
         theta, j = {}, 0
         for p in self.params:
-            if p in self.per_category:
+            if p in self.fixed:
+                theta[p] = torch.full((flat.shape[0], 1), self.fixed[p], dtype=flat.dtype)
+            elif p in self.per_category:
                 k = max(n_categories - 1, 0)
                 ref = torch.zeros(flat.shape[0], 1, dtype=flat.dtype)
                 theta[p] = torch.cat([ref, flat[:, j:j + k]], dim=1)
+                j += k
+            elif p in self.per_label:
+                k = max(n_categories, 1)
+                theta[p] = flat[:, j:j + k]
                 j += k
             else:
                 theta[p] = flat[:, j:j + 1]
                 j += 1
         return theta
 
+    def names_natural(self) -> dict[str, str]:
+        """Fitted parameter name -> the name natural() gives it (e -> E, log_gamma -> gamma, ...)."""
+        probe = {p: 0.0 for p in self.params}
+        out = list(self.natural(probe)) if self.natural_fn is not None else list(probe)
+        return dict(zip(self.params, out)) if len(out) == len(self.params) else {p: p for p in self.params}
+
+    # ---- variants: shared per-label params, folded variables -------------------------------------
+    def share(self, names: Sequence[str]) -> "Law":
+        """This law with the per-label params `names` (fitted or natural names: alpha, E) tied across
+        labels. ValueError naming the parameter for one that is not per-label."""
+        if not names:
+            return self
+        natural = self.names_natural()
+        by_name = {**{v: k for k, v in natural.items()}, **{p: p for p in self.params}}
+        chosen = []
+        for name in names:
+            theta = by_name.get(name.strip())
+            if theta is None or theta not in self.per_label:
+                shareable = ", ".join(natural[p] for p in self.per_label) or "none"
+                raise ValueError(f"--share: {name.strip()!r} is not a per-label parameter of law '{self.base}' "
+                                 f"(per-label: {shareable})")
+            if theta not in chosen:
+                chosen.append(theta)
+        per_label = tuple(p for p in self.per_label if p not in chosen)
+        if not per_label and not self.per_category:
+            raise ValueError(f"--share: sharing every per-label parameter of '{self.base}' leaves one curve for "
+                             f"all labels; fit power_N instead")
+        shared = tuple(sorted(set(self.shared) | set(chosen), key=self.params.index))
+        return dataclasses.replace(self, name=_variant_name(self.base, shared, self.folded), per_label=per_label,
+                                   shared=shared)
+
+    def fold(self, variable: str) -> "Law":
+        """This law at one value of `variable`: the params self.folds[variable] are fixed (a term in it
+        drops out, or its exponent goes to 0) and the variable is no longer needed."""
+        if variable not in self.folds or variable in self.folded:
+            return self
+        fixed = {**self.fixed, **self.folds[variable]}
+        folded = tuple(sorted((*self.folded, variable)))
+        inner = self.fn
+
+        def fn(p, x, _v=variable, _inner=inner):
+            if _v not in x:
+                n = next(iter(x.values())).shape[0]
+                x = {**x, _v: torch.ones(n, dtype=torch.float64)}
+            return _inner(p, x)
+        return dataclasses.replace(self, name=_variant_name(self.base, self.shared, folded), fn=fn, fixed=fixed,
+                                   folded=folded, variables=tuple(v for v in self.variables if v != variable))
+
+    def for_data(self, x: dict[str, np.ndarray]) -> "Law":
+        """The variant these data call for: each foldable variable that is absent or takes one value
+        is folded (precision laws at one data budget)."""
+        law_ = self
+        for v in self.folds:
+            values = x.get(v)
+            if values is None or (not np.asarray(values).dtype.kind in "OUS" and len(np.unique(values)) < 2):
+                law_ = law_.fold(v)
+        return law_
+
     def predict(self, params_natural: Theta, x: dict[str, np.ndarray]) -> np.ndarray:
         """Loss (natural units) at x from natural parameters (per-category ones keyed 'name[label]')."""
-        theta = self.theta(params_natural)
+        theta = {**self.fixed, **self.theta(params_natural)}
         cats: list[str] = []
-        if self.per_category:
-            prefix = self.per_category[0] + "["
+        labelled = [p for p in self.labelled if p not in self.fixed]
+        if labelled:
+            prefix = labelled[0] + "["
             cats = [k[len(prefix):-1] for k in theta if k.startswith(prefix)]
-        names = {p: [f"{p}[{c}]" for c in cats] if p in self.per_category else [p] for p in self.params}
+        names = {p: [f"{p}[{c}]" for c in cats] if p in labelled else [p] for p in self.params}
         missing = [n for group in names.values() for n in group if n not in theta]
         if missing:
             raise ValueError(f"law '{self.name}': parameter(s) {', '.join(missing)} not given")
@@ -163,10 +256,33 @@ def register(law_: Law) -> Law:
     return law_
 
 
+def _variant_name(base: str, shared: Sequence[str], folded: Sequence[str]) -> str:
+    """'precision_power[share=alpha]', 'precision_multiplier[fold=D]', or the base name."""
+    parts = ([f"share={','.join(shared)}"] if shared else []) + ([f"fold={','.join(folded)}"] if folded else [])
+    return f"{base}[{';'.join(parts)}]" if parts else base
+
+
+_VARIANT = re.compile(r"^(?P<base>[A-Za-z_]\w*)\[(?P<mods>[^\]]*)\]$")
+
+
 def get_law(name: str | Law) -> Law:
-    """The registered law of that name ('power_<var>' is built for any variable); ValueError if none."""
+    """The registered law of that name ('power_<var>' is built for any variable; a variant name such as
+    'precision_power[share=alpha;fold=D]' is rebuilt from its base); ValueError if none."""
     if isinstance(name, Law):
         return name
+    match = _VARIANT.match(name)
+    if match:
+        law_ = get_law(match["base"])
+        for mod in filter(None, match["mods"].split(";")):
+            key, _, value = mod.partition("=")
+            if key == "share":
+                law_ = law_.share(value.split(","))
+            elif key == "fold":
+                for v in value.split(","):
+                    law_ = law_.fold(v)
+            else:
+                raise ValueError(f"unknown law variant {mod!r} in {name!r} (expected share=... or fold=...)")
+        return law_
     if name not in LAWS and name.startswith("power_") and len(name) > 6:
         return register(power_law(name[6:]))
     if name not in LAWS:
@@ -183,12 +299,14 @@ def law(name: str, *, variables: Sequence[str], params: dict[str, tuple[float, f
         citation: str = "", grid: dict[str, Sequence[float]] | None = None,
         natural: Callable[[Theta], Theta] | None = None, theta: Callable[[Theta], Theta] | None = None,
         categorical: str | None = None, per_category: Sequence[str] = (),
-        nonnegative: Sequence[str] = ()) -> Callable[[Callable], Law]:
+        nonnegative: Sequence[str] = (), per_label: Sequence[str] = (),
+        folds: dict[str, dict[str, float]] | None = None) -> Callable[[Callable], Law]:
     """Decorator: turn fn(theta, x) -> log L (S, n) into a registered Law (see the module docstring).
 
     params maps each fitted parameter to its (lo, hi) bounds; grid gives start values per parameter
     (missing ones: three inside the bounds; per-category ones: 0); natural / theta map fitted parameters
-    to reported ones and back (default identity).
+    to reported ones and back (default identity). per_label params get one free column per label of
+    the categorical variable; folds[var] = {param: value} fixes those params when var takes one value.
     """
     grid = dict(grid or {})
 
@@ -197,7 +315,8 @@ def law(name: str, *, variables: Sequence[str], params: dict[str, tuple[float, f
                 for p, b in params.items()}
         return register(Law(name, tuple(variables), tuple(params), formula, citation,
                             {p: (float(lo), float(hi)) for p, (lo, hi) in params.items()}, full, fn,
-                            natural, theta, categorical, tuple(per_category), tuple(nonnegative)))
+                            natural, theta, categorical, tuple(per_category), tuple(nonnegative),
+                            tuple(per_label), dict(folds or {})))
     return wrap
 
 
@@ -278,10 +397,13 @@ def kaplan(p, x):
 
 
 _prec_natural, _prec_theta = exp_params(e="E", a="A", b="B", log_gamma="gamma")
+# At one data budget B*D^-beta is a constant that cannot be told apart from E: the term drops out
+# (b = -inf) and E holds it. Fitting it anyway would leave B and beta unidentified.
+_FOLD_D = {"b": -math.inf, "beta": 0.0}
 
 
 @law("precision", variables=("N", "D", "P"), natural=_prec_natural, theta=_prec_theta,
-     params={**_CHIN_PARAMS, "log_gamma": (-5.0, 5.0)},
+     params={**_CHIN_PARAMS, "log_gamma": (-5.0, 5.0)}, folds={"D": _FOLD_D},
      grid={**_CHIN_GRID, "e": (-1.0, 0.0, 1.0), "log_gamma": (0.0, 1.0, 2.0)},
      formula="L = E + A*Neff^-alpha + B*D^-beta, Neff = N*(1 - exp(-P/gamma)), P bits per weight",
      citation="Kumar et al. 2024, Scaling Laws for Precision, arXiv 2411.04330")
@@ -309,7 +431,7 @@ _mult_natural, _mult_theta = exp_params(e="E", a="A", b="B", log_c="c")
 
 
 @law("precision_multiplier", variables=("N", "D", "Q"), natural=_mult_natural, theta=_mult_theta,
-     params={**_CHIN_PARAMS, "log_c": (-20.0, 20.0)}, grid=_CHIN_GRID,
+     params={**_CHIN_PARAMS, "log_c": (-20.0, 20.0)}, grid=_CHIN_GRID, folds={"D": _FOLD_D},
      categorical="Q", per_category=("log_c",),
      formula="L = E + A*(c_Q*N)^-alpha + B*D^-beta, c = 1 for the reference precision (first label)",
      citation="effective-parameter multiplier per precision, after Kumar et al. 2024 (arXiv 2411.04330)")
@@ -344,3 +466,47 @@ def _ntk_theta(n: Theta) -> Theta:
      citation="NTK-regime convergence: Jacot et al. 2018 (arXiv 1806.07572), Lee et al. 2019 (arXiv 1902.06720)")
 def ntk(p, x):
     return logsumexp2(p["l_inf"], p["d"] - torch.exp(p["log_r"]) * x["t"])
+
+
+def _per_point(t: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """(S, n) values of a theta tensor at each point: a per-label (S, K) one read at the point's label
+    code q, a shared (S, 1) one broadcast."""
+    return t if t.shape[1] == 1 else t[:, q]
+
+
+_pp_natural, _pp_theta = exp_params(e="E", a="A")
+
+
+@law("precision_power", variables=("N", "Q"), params={"e": _E, "a": _A, "alpha": _EXPONENT},
+     grid={**_HOFFMANN, "e": (-3.0, -1.0, 0.0, 0.5, 1.0)}, natural=_pp_natural, theta=_pp_theta,
+     categorical="Q", per_label=("e", "a", "alpha"),
+     formula="L = E_q + A_q*N^-alpha_q, one (E, A, alpha) per precision label q (--share ties any of them)",
+     citation="a power law per precision, fitted jointly; with shared alpha the form of Spectra/TriLM "
+              "(Kaushal et al. 2024, arXiv 2407.12327)")
+def precision_power(p, x):
+    q = x["Q"]
+    return logsumexp2(_per_point(p["e"], q), _per_point(p["a"], q) - _per_point(p["alpha"], q) * torch.log(x["N"]))
+
+
+_ptq_natural, _ptq_theta = exp_params(e="E", a="A", b="B", log_gamma="gamma", c_t="C_T", log_gamma_post="gamma_post")
+
+
+@law("precision_ptq", variables=("N", "D", "P", "P_post"), natural=_ptq_natural, theta=_ptq_theta,
+     nonnegative=("P_post",),
+     params={**_CHIN_PARAMS, "log_gamma": (-50.0, 5.0), "c_t": _A, "gamma_D": (0.0, 3.0), "gamma_N": (0.0, 3.0),
+             "log_gamma_post": (-5.0, 5.0)},
+     grid={"e": (-1.0, 0.0, 1.0), "a": (0.0, 5.0, 10.0, 15.0), "alpha": (0.25, 0.5, 1.0),
+           "b": (0.0, 5.0, 10.0, 15.0), "beta": (0.25, 0.5, 1.0), "log_gamma": (0.0, 1.0),
+           "c_t": (-5.0, 0.0), "gamma_D": (0.5,), "gamma_N": (0.5,), "log_gamma_post": (0.0, 1.0)},
+     folds={"D": {**_FOLD_D, "gamma_D": 0.0}, "P": {"log_gamma": -50.0}},
+     formula="L = E + A*Neff^-alpha + B*D^-beta + delta_PTQ, Neff = N*(1 - exp(-P/gamma)), "
+             "delta_PTQ = C_T*D^gamma_D*N^-gamma_N*exp(-P_post/gamma_post) (0 where P_post = 0: not post-quantized)",
+     citation="Kumar et al. 2024, Scaling Laws for Precision (arXiv 2411.04330): QAT term and post-train "
+              "quantization degradation delta_PTQ")
+def precision_ptq(p, x):
+    log_keep = torch.log(-torch.expm1(-x["P"] / torch.exp(p["log_gamma"])))
+    log_n, log_d, post = torch.log(x["N"]), torch.log(x["D"]), x["P_post"]
+    log_ptq = p["c_t"] + p["gamma_D"] * log_d - p["gamma_N"] * log_n - post / torch.exp(p["log_gamma_post"])
+    # rows used at their training precision (P_post = 0) carry no PTQ term: log 0 = -inf drops it from the sum
+    log_ptq = torch.where(post > 0, log_ptq, torch.full_like(log_ptq, -math.inf))
+    return logsumexp(p["e"], p["a"] - p["alpha"] * (log_n + log_keep), p["b"] - p["beta"] * log_d, log_ptq)

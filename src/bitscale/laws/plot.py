@@ -117,15 +117,29 @@ def _legend_label(data: LawData, fit: Any, holdout: Any) -> str:
     return f"{name}: {fit.law} fit, held-out |rel. err| {100 * err:.2f}% ({held} pts)"
 
 
-def _draw(ax: Any, data: LawData, fit: Any, boot: Any, held: Any, x: str, color: str) -> None:
+def crossing_markers(analyses: Sequence[Any]) -> list[dict[str, Any]]:
+    """The crossings of the analyses' catch-up answers as plot markers: {x, lo, hi, label}."""
+    out = []
+    for a in analyses:
+        for key, answer in getattr(a, "catch_up", {}).items():
+            n = answer.get("crossing_N")
+            if n is None:
+                continue
+            lo, hi = (answer.get("crossing_N_interval") or [None, None])
+            out.append({"x": n, "lo": lo, "hi": hi, "label": f"{key}: crossing at N = {n:.3g}"
+                        + (f" [{lo:.3g}, {'inf' if hi is None else f'{hi:.3g}'}]" if lo is not None else "")})
+    return out
+
+
+def _draw(ax: Any, data: LawData, fit: Any, boot: Any, held: Any, x: str, color: str, x_max: float = 0.0) -> None:
     """Points, curves, bands and slice labels of one (dataset, fit) pair in one colour."""
     from .forms import get_law
 
-    law = get_law(fit.law)
+    law = getattr(fit, "form", None) or get_law(fit.law)   # the variant fitted (shared, folded)
     xs = data.x[x]
     out = np.zeros(data.n, dtype=bool) if held is None else np.asarray(held.held_out, dtype=bool)
     positive = xs[xs > 0]
-    grid_x = np.geomspace(positive.min(), EXTEND * positive.max(), 200)
+    grid_x = np.geomspace(positive.min(), max(EXTEND * positive.max(), x_max), 200)
     inside = grid_x <= positive.max()
     slices, member = _slices(data, law.variables, x)
     median = member is None
@@ -159,12 +173,14 @@ def _draw(ax: Any, data: LawData, fit: Any, boot: Any, held: Any, x: str, color:
 
 def plot_fits(datasets: Sequence[LawData], fits: Sequence[Any], path: str | os.PathLike, *, x: str = "N",
               boots: Sequence[Any] | None = None, holdouts: Sequence[Any] | None = None,
-              title: str | None = None) -> Path:
+              title: str | None = None, markers: Sequence[dict[str, Any]] | None = None) -> Path:
     """Write a log-log PNG of loss against variable `x` for each (dataset, fit) pair; return its path.
 
     `boots[i]` (BootstrapResult or None) adds a band around fit i; `holdouts[i]` (HoldoutResult or
-    None) marks its held-out points open and puts its mean |relative error| in the legend. The file is
-    written atomically (temporary file in the same directory, then os.replace)."""
+    None) marks its held-out points open and puts its mean |relative error| in the legend. `markers`
+    ({x, lo, hi, label}: a crossing size and its interval) are drawn as a dotted vertical line over a
+    shaded interval, and the curves are drawn on to the largest marker. The file is written atomically
+    (temporary file in the same directory, then os.replace)."""
     # A bare Figure renders with the Agg canvas: no pyplot, no global backend switch, no display.
     from matplotlib import rcParams
     from matplotlib.figure import Figure
@@ -185,7 +201,14 @@ def plot_fits(datasets: Sequence[LawData], fits: Sequence[Any], path: str | os.P
         if x not in data.x or is_categorical(data.x[x]):
             have = ", ".join(v for v in data.x if not is_categorical(data.x[v]))
             raise LawDataError(f"plot: x variable {x!r} is not a numeric variable of '{data.label}' (have: {have})")
-        _draw(ax, data, fit, boot, held, x, colors[i % len(colors)])
+        x_max = max([1.2 * m["x"] for m in markers or [] if m["x"] <= 1e15], default=0.0)
+        _draw(ax, data, fit, boot, held, x, colors[i % len(colors)], x_max)
+    for j, m in enumerate(markers or []):
+        color = "0.3"
+        ax.axvline(m["x"], color=color, linestyle=":", lw=1.2, label=m["label"])
+        if m.get("lo") is not None:
+            ax.axvspan(max(m["lo"], m["x"] / 1e3), min(m["hi"] if m.get("hi") is not None else np.inf, m["x"] * 1e3),
+                       color=color, alpha=0.08, lw=0)
 
     ax.set_xscale("log")
     ax.set_yscale("log")

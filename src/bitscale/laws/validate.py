@@ -7,6 +7,9 @@ arXiv 2203.15556, sec. 3; Besiroglu et al. 2024, arXiv 2404.10102). A law that f
 but misses a change of regime beyond them fails it with large errors.
 
 leave_one_group_out: the same with each group of data.groups (e.g. a seed or a run) held out in turn.
+
+holdout_marked: the same for the rows the user names (`--holdout "N >= 1e9"`, carried as
+LawData.held_out), e.g. the largest size of one family only.
 """
 
 from __future__ import annotations
@@ -73,6 +76,18 @@ def holdout_largest(law: Law | str, data: LawData, variable: str | None = None, 
     cut = distinct[-min(n_values, len(distinct) - 1)]
     held_out = values >= cut
     return _evaluate(law, data, held_out, variable, f"{variable} >= {cut:g}", **fit_kwargs)
+
+
+def holdout_marked(law: Law | str, data: LawData, **fit_kwargs) -> HoldoutResult:
+    """Fit without the rows `data.held_out` marks (`--holdout EXPR`, e.g. "N >= 1e9"), predict them."""
+    law = get_law(law)
+    marked = getattr(data, "held_out", None)
+    if marked is None:
+        raise LawDataError("holdout: no rows are marked to hold out (give --holdout EXPR)")
+    marked = np.asarray(marked, dtype=bool)
+    if not marked.any():
+        raise LawDataError(f"holdout: the expression marks none of the {data.n} rows of {data.label or 'the data'}")
+    return _evaluate(law, data, marked, "marked", "the marked rows", **fit_kwargs)
 
 
 def leave_one_group_out(law: Law | str, data: LawData, **fit_kwargs) -> list[HoldoutResult]:
