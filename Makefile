@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/qat_overhead.py
 	$(PY) benchmarks/sweep_throughput.py
 	$(PY) benchmarks/bootstrap_fit.py
+	$(PY) benchmarks/catch_up_fit.py
 	$(PY) benchmarks/packed_kernels.py
 
 clean:

@@ -227,3 +227,23 @@ def test_theory_directory_adds_its_claims(tmp_path, tiny):
                         (CLAIM_GENDIFF, "paper-1bit; target sines-d16"): FAILS,
                         (CLAIM_KERNEL, "paper-1bit; target sines-d16"): FAILS}
     assert "Theory (NTK study)" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_fit_sentences_flag_parameters_at_a_bound_and_unreliable_bootstraps():
+    """A parameter pinned at its bound is named, and the answers resting on it are not stated as findings."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from bitscale.laws import LawData, analyze
+    from bitscale.report.findings import fit_sentences
+
+    N = np.geomspace(1e3, 1e6, 8)
+    data = LawData({"N": N}, 30 * N ** -0.3 - 0.02, label="fp32")    # best floor < 0: E sits at its bound
+    a = analyze("power_N", data, bootstrap_n=50)
+    assert a.fit.at_bound == {"E": "lower"}
+    fs = SimpleNamespace(key=None, title="", analyses=[a], law="power_N", errors={})
+    fits = SimpleNamespace(main=[fs], power=[fs], law="power_N", reason="one size variable", bootstrap=50)
+    text = " ".join(fit_sentences(SimpleNamespace(reference="fp32"), fits))
+    assert "E = " in text and "(at its lower bound)" in text and "not findings" in text
+    assert "50 resamples" in text and "failed" in text

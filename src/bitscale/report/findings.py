@@ -235,7 +235,7 @@ def power_claims(sweep: SweepData, fits: SweepFits) -> list[Claim]:
                 continue
             lower = lo if math.isfinite(lo) else alpha
             bound = get_law(fs.law).bounds.get("alpha", (0.0, math.inf))[1]
-            at_bound = alpha >= 0.99 * bound
+            at_bound = alpha >= 0.99 * bound or "alpha" in (getattr(a.fit, "at_bound", {}) or {})
             ok = lower > 0 and math.isfinite(err) and err <= MAX_HOLDOUT_ERROR and not at_bound
             if at_bound:
                 evidence += f"; alpha is at the upper bound of its range ({bound:g}): the N term is not identified"
@@ -249,10 +249,15 @@ def fit_sentences(sweep: SweepData, fits: SweepFits) -> list[str]:
         where = f" ({fs.title})" if fs.key else ""
         for a in fs.analyses:
             who = "all variants" if a.label == "all" else a.label
+            pinned = getattr(a.fit, "at_bound", {}) or {}
             params = ", ".join(f"{k} = {num(v, '.3g')} [{num(interval(a, k)[0], '.3g')}, {num(interval(a, k)[1], '.3g')}]"
+                               + (f" (at its {pinned[k]} bound)" if k in pinned else "")
                                for k, v in a.fit.params.items() if isinstance(v, float))
-            out.append(f"{who}{where}: {params} (95% bootstrap intervals, {fits.bootstrap} resamples); "
-                       f"{holdout_text(a)}.")
+            boot = f"{a.boot.describe()}" if a.boot is not None else f"{fits.bootstrap} resamples"
+            out.append(f"{who}{where}: {params} (95% bootstrap intervals, {boot}); {holdout_text(a)}.")
+            if pinned:
+                out.append(f"{who}{where}: {', '.join(pinned)} sit at a bound of the fitted range, so that estimate is "
+                           f"the bound's, not the data's; answers that rest on it are not findings.")
             if fs.law in ("precision", "precision_size") and "gamma" in a.fit.params:
                 out.extend(_fractions(sweep, a))
         for label, reason in fs.errors.items():
@@ -281,9 +286,11 @@ def _fractions(sweep: SweepData, a: Any) -> list[str]:
         return []
     text = "; ".join(f"{label} (P = {p:.3g} bits): {frac:.3g} [{num(lo, '.3g')}, {num(hi, '.3g')}]"
                      for label, p, frac, lo, hi in parts)
-    out = [f"A stored weight counts as 1 − exp(−P/gamma) of a full parameter: {text}."]
+    pinned = (getattr(a.fit, "at_bound", {}) or {}).get("gamma")
+    caveat = f" Not a finding: gamma sits at the {pinned} bound of its range." if pinned else ""
+    out = [f"A stored weight counts as 1 − exp(−P/gamma) of a full parameter: {text}.{caveat}"]
     ref = next((x for x in parts if x[0] == sweep.reference), None)
-    if ref is not None:
+    if ref is not None and not pinned:   # a multiple resting on a pinned gamma is not a finding
         for label, p, frac, lo, hi in parts:
             if label != sweep.reference and frac > 0:
                 out.append(f"So {label} needs about {ref[2] / frac:.3g}× the parameters of {sweep.reference} "
