@@ -94,3 +94,17 @@ def test_by_groups_needs_groups() -> None:
     data = power_data(20)
     with pytest.raises(LawDataError, match="needs data.groups"):
         bootstrap("power_N", data, fit_law("power_N", data), n=5, by_groups=True)
+
+
+def test_failed_share_and_too_few_groups_make_intervals_unreliable():
+    from bitscale.laws.bootstrap import BootstrapResult
+
+    def result(n_failed, n_units, by_groups):
+        return BootstrapResult({}, {}, {}, 0.95, 100, n_failed, by_groups, None, (), n_units)
+
+    assert result(20, 36, False).reliable and not result(21, 36, False).reliable
+    assert "21 failed (21.0%): intervals unreliable (> 20% failed)" in result(21, 36, False).describe()
+    two_seeds = result(0, 2, True)
+    assert two_seeds.distinct_resamples == 3 and not two_seeds.reliable
+    assert "only 3 distinct resamples of 2 groups" in two_seeds.describe()
+    assert result(0, 4, True).distinct_resamples == 35 and result(0, 4, True).reliable

@@ -15,11 +15,14 @@ A resample fails (counted in n_failed, left out of the samples) when it cannot d
 variable with one distinct value, fewer drawn points than parameters, a category never drawn) or its
 best objective is not finite. With more than MAX_FAILED_FRACTION (20%) failed, `reliable` is False and
 every interval built on the samples is reported as unreliable: the successful resamples are then a
-selected subset, and their spread understates the uncertainty.
+selected subset, and their spread understates the uncertainty. So are the intervals of a bootstrap
+with fewer than MIN_DISTINCT (20) distinct possible resamples, C(2u - 1, u) for u units: resampling
+2 seeds as groups can only give 3 different datasets.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +36,7 @@ from bitscale.laws.forms import Law, get_law
 
 _START_OPTIONS = {"grid", "init", "n_polish", "screen_iter", "keep", "min_keep"}
 MAX_FAILED_FRACTION = 0.2   # above this share of failed resamples an interval is reported as unreliable
+MIN_DISTINCT = 20           # fewer distinct possible resamples (e.g. 2 or 3 seeds as groups): unreliable
 
 
 @dataclass
@@ -48,6 +52,13 @@ class BootstrapResult:
     by_groups: bool
     flat: np.ndarray | None = None      # (successful resamples, free columns) fitted parameters
     flat_names: tuple[str, ...] = ()    # the free columns' names (FitResult.theta keys)
+    n_units: int = 0                    # points, or groups when by_groups, that are drawn
+
+    @property
+    def distinct_resamples(self) -> int:
+        """How many different resamples exist: multisets of n_units draws from n_units, C(2u - 1, u)."""
+        u = self.n_units
+        return math.comb(2 * u - 1, u) if u > 0 else 0
 
     @property
     def failed_fraction(self) -> float:
@@ -57,11 +68,21 @@ class BootstrapResult:
     def reliable(self) -> bool:
         """False when more than MAX_FAILED_FRACTION of the resamples failed (or fewer than 2 succeeded):
         the percentiles then describe the resamples that happened to be fittable, not the estimate."""
-        return self.n - self.n_failed >= 2 and self.failed_fraction <= MAX_FAILED_FRACTION
+        return (self.n - self.n_failed >= 2 and self.failed_fraction <= MAX_FAILED_FRACTION
+                and not self.too_few_units)
+
+    @property
+    def too_few_units(self) -> bool:
+        """Fewer than MIN_DISTINCT different resamples exist (2 seeds give 3): percentiles of so few
+        values are not intervals."""
+        return 0 < self.n_units and self.distinct_resamples < MIN_DISTINCT
 
     def describe(self) -> str:
-        """'1000 resamples, 3 failed (0.3%)', with ': intervals unreliable' past MAX_FAILED_FRACTION."""
+        """'1000 resamples, 3 failed (0.3%)', with ': intervals unreliable' and why when they are."""
         text = f"{self.n} resamples, {self.n_failed} failed ({100 * self.failed_fraction:.1f}%)"
+        if self.too_few_units:
+            return text + (f": intervals unreliable (only {self.distinct_resamples} distinct resamples of "
+                           f"{self.n_units} {'groups' if self.by_groups else 'points'})")
         return text if self.reliable else text + f": intervals unreliable (> {100 * MAX_FAILED_FRACTION:.0f}% failed)"
 
     def interval_of(self, fn: Callable[[dict[str, float]], float]) -> tuple[float, float]:
@@ -172,5 +193,6 @@ def bootstrap(law: Law | str, data: LawData, fit: FitResult, n: int = 1000, *, b
     samples = {key: np.array([p[key] for p in naturals], dtype=np.float64) for key in keys}
     intervals = {key: _percentile(v, level) for key, v in samples.items()}
     std_errors = {key: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan") for key, v in samples.items()}
+    units = len(np.unique(data.groups.astype(str))) if by_groups else data.n
     return BootstrapResult(samples, intervals, std_errors, level, n, int(n - good.sum()), by_groups,
-                           estimates[good], tuple(obj.names))
+                           estimates[good], tuple(obj.names), units)

@@ -166,9 +166,9 @@ def _crossing_at(log_n: np.ndarray, gap: np.ndarray, span: tuple[float, float]) 
     i = np.where(has, np.where(change, distance[None, :], np.inf).argmin(1), 0)
     rows = np.arange(len(gap))
     g0, g1 = gap[rows, i], gap[rows, i + 1]
-    with np.errstate(all="ignore"):
-        t = np.where(g0 != g1, g0 / (g0 - g1), 0.0)
-    n = np.exp(log_n[i] + t * (log_n[i + 1] - log_n[i]))
+    with np.errstate(all="ignore"):   # rows without a crossing compute garbage here; np.where drops it
+        t = np.where(has & (g0 != g1), g0 / (g0 - g1), 0.0)
+        n = np.exp(log_n[i] + t * (log_n[i + 1] - log_n[i]))
     behind = gap[:, 0] > 0
     n = np.where(has, n, np.where(behind, np.inf, 0.0))
     direction = np.where(has, np.where(g0 > 0, 1, -1), 0)
