@@ -130,6 +130,9 @@ def test_rope_permutation_turns_pair_rotation_into_rotate_half():
     assert torch.allclose(theirs, ours[..., perm], atol=1e-12)
 
 
+SCALE_RTOL = 4 * torch.finfo(torch.float32).eps
+
+
 def test_load_hf_decoder_gives_the_same_codes_and_logits(exported, tmp_path):
     model, out = exported
     back = load_hf_decoder(out)
@@ -139,15 +142,16 @@ def test_load_hf_decoder_gives_the_same_codes_and_logits(exported, tmp_path):
         if isinstance(a, BitLinear):  # re-quantizing the imported latent weight: same codes, same scale
             (ca, sa), (cb, sb) = ternary_codes_and_scale(a.weight, eps), ternary_codes_and_scale(b.weight, eps)
             assert torch.equal(ca, cb), name
-            # 1 / mean|W| cannot hit every float32: the scale comes back exact or within an ulp.
-            assert torch.allclose(sa, sb, rtol=2.5e-7, atol=0), name
-    # Re-exporting gives the same packed codes and norms (scales within an ulp).
+            # 1 / mean|W| cannot hit every float32, and the mean over the imported weight is rounded afresh:
+            # the scale comes back exact or within a few ulps (2.2 float32 eps measured on one machine).
+            assert torch.allclose(sa, sb, rtol=SCALE_RTOL, atol=0), name
+    # Re-exporting gives the same packed codes and norms (scales within a few ulps).
     again = export_hf(back, tmp_path / "again")
     first, second = load_file(out / "model.safetensors"), load_file(again / "model.safetensors")
     assert first.keys() == second.keys()
     for key in first:
         if key.endswith("weight_scale"):
-            assert torch.allclose(first[key], second[key], rtol=2.5e-7, atol=0), key
+            assert torch.allclose(first[key], second[key], rtol=SCALE_RTOL, atol=0), key
         else:
             assert torch.equal(first[key], second[key]), key
     with torch.no_grad():

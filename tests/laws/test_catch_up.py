@@ -147,3 +147,19 @@ def test_parallel_laws_do_not_cross():
         free = analyze("precision_power", data, bootstrap_n=200, holdout="none").catch_up["ternary vs fp16"]
         assert free["crossing_N"] is None                                     # the point estimate never crosses
         assert free["outside_data_fraction"] == pytest.approx(1 - free["no_crossing_fraction"])
+
+
+def test_precision_multiplier_curves_never_cross_and_matching_n_is_closed_form():
+    """A constant multiplier with a shared floor cannot express a closing gap: never a crossing, and the
+    matching size is N * c_ref / c_q (from L = E + A (c N)^-alpha)."""
+    N = np.geomspace(1e7, 1e10, 8)
+    truth = {"E": 1.7, "A": 400.0, "alpha": 0.34, "c[fp16]": 1.0, "c[ternary]": 0.4}
+    x = {"N": np.tile(N, 2), "Q": np.array(["fp16"] * 8 + ["ternary"] * 8, dtype=object)}
+    from bitscale.laws.forms import get_law
+
+    y = get_law("precision_multiplier").fold("D").predict(truth, x)
+    a = analyze("precision_multiplier", LawData(x, y), holdout="none", at=[1e9])
+    c = a.catch_up["ternary vs fp16"]
+    assert a.fit.law == "precision_multiplier[fold=D]"
+    assert c["crossing_N"] is None and "behind throughout" in c["crossing"]
+    assert c["matching_N"]["1e+09"]["N"] == pytest.approx(1e9 / 0.4, rel=2e-3)

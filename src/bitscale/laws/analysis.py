@@ -5,7 +5,10 @@
 This is what `bitscale fit` prints for each dataset and what a report builds on. A fit never travels
 without its extrapolation error: every Analysis carries the held-out check (`holdout="largest"`: refit
 without the largest N, or largest C, and predict those points; `holdout="groups"`: leave each group out
-in turn).
+in turn; `holdout="marked"`: the rows data.held_out names), or the reason it could not run
+(`holdout_failure`). For a law with a categorical precision it also carries the catch-up answers of
+each label against the reference (`catch_up`, see catch_up.py); `catch_up_groups` adds them to the
+per-group fits of `power_N --by`.
 
 `drop_top=K` removes the K points of highest loss before fitting. Epoch AI's replication of Chinchilla
 (Besiroglu et al. 2024, arXiv 2404.10102) discusses excluding such high-loss outliers; it is off by
@@ -170,8 +173,6 @@ def catch_up_groups(analyses: Sequence[Analysis], *, reference: Optional[str] = 
 
     fitted = [a for a in analyses if "N" in a.fit.form.variables and not a.fit.form.categorical]
     if len(fitted) < 2:
-        if reference is not None and fitted:
-            catch_up([curve_of_group(a) for a in fitted], reference=reference)  # still checks the label
         return
     curves = [curve_of_group(a) for a in fitted]
     sizes = at or default_sizes(LawData({"N": np.concatenate([a.data.x["N"] for a in fitted])},
