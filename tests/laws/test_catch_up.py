@@ -36,7 +36,7 @@ def test_crossing_gap_matching_and_memory_by_hand():
     q, r = closed_curve("ternary", Q, bits=1.6), closed_curve("fp16", REF, bits=16.0)
     c = crossing(q, r)
     assert c["crossing_N"] == pytest.approx(N_STAR, rel=1e-3)
-    assert c["crossing"] == "ternary catches up"
+    assert c["crossing"] == "ternary catches up" and c["crossing_inside_data"] is True
     gaps = gap_at(q, r, [1e8, 1e10])
     assert gaps["1e+08"]["gap"] == pytest.approx(law(Q, 1e8) - law(REF, 1e8), rel=1e-12) and gaps["1e+08"]["gap"] > 0
     assert gaps["1e+10"]["ratio"] == pytest.approx(law(Q, 1e10) / law(REF, 1e10), rel=1e-12)
@@ -145,7 +145,8 @@ def test_parallel_laws_do_not_cross():
         tied = analyze("precision_power", data, bootstrap_n=200, holdout="none", share=("alpha",))
         assert tied.catch_up["ternary vs fp16"]["no_crossing_fraction"] >= 0.95
         free = analyze("precision_power", data, bootstrap_n=200, holdout="none").catch_up["ternary vs fp16"]
-        assert free["crossing_N"] is None                                     # the point estimate never crosses
+        # a free exponent may put the crossing far below the data, and then says it is an extrapolation
+        assert free["crossing_N"] is None or free["crossing_inside_data"] is False
         assert free["outside_data_fraction"] == pytest.approx(1 - free["no_crossing_fraction"])
 
 

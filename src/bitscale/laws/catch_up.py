@@ -183,6 +183,8 @@ def crossing(q: Curve, r: Curve) -> dict[str, Any]:
     span = (min(q.n_range[0], r.n_range[0]), max(q.n_range[1], r.n_range[1]))
     n, direction = _crossing_at(log_n, (q.values(grid) - r.values(grid))[None], span)
     out: dict[str, Any] = {"crossing_N": float(n[0]) if 0 < n[0] < np.inf else None}
+    if out["crossing_N"] is not None:
+        out["crossing_inside_data"] = bool(span[0] <= n[0] <= span[1])
     if direction[0] == 0:
         out["crossing"] = (f"none in [{N_LO:.0e}, {N_HI:.0e}]: {q.label} "
                            + ("behind throughout" if n[0] == np.inf else "ahead throughout"))
@@ -335,6 +337,8 @@ def describe(key: str, answer: dict[str, Any]) -> list[str]:
     lines = [f"{key}{caveat}"]
     cross = answer.get("crossing_N")
     text = f"  crossing: {answer.get('crossing')}" + (f" at N = {num(cross)}" if cross is not None else "")
+    if cross is not None and not answer.get("crossing_inside_data", True):
+        text += " (outside the fitted sizes: an extrapolation)"
     if "crossing_N_interval" in answer:
         text += f", interval{interval(answer['crossing_N_interval'])}, no crossing in " \
                 f"{100 * answer['no_crossing_fraction']:.0f}% of resamples, a crossing outside the fitted sizes " \
