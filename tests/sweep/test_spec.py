@@ -104,3 +104,77 @@ def test_bad_sweep_files_give_one_line(tmp_path, body, expected):
 def test_missing_file(tmp_path):
     with pytest.raises(SweepError, match="no such file"):
         load_sweep(tmp_path / "nope.toml")
+
+
+# -- data budgets from the size: tokens_per_param and isoFLOP --------------------------------------------
+
+LM_SIZES = """
+kind = "lm"
+[base]
+data = { corpus = "tinyshakespeare", tokenizer = "byte", block_size = 64 }
+train = { steps = 300, batch_size = 8, lr = 2e-3, warmup_steps = 1 }
+[grid]
+quant = ["fp32", "bitnet-b1.58"]
+[[zip]]
+n_layer = [1, 2, 2, 3]
+d_model = [16, 32, 48, 64]
+"""
+
+
+def test_tokens_per_param_sets_each_sizes_tokens(tmp_path):
+    from bitscale.sweep.accounting import account
+
+    _, specs = load_sweep(write(tmp_path, "tokens_per_param = 20\n" + LM_SIZES))
+    assert len(specs) == 8
+    for spec in specs:
+        acc = account(spec.config)
+        per_step = 8 * 64
+        assert abs(acc.samples_seen - 20 * acc.n_params_non_embedding) <= per_step / 2
+    # regression: D counts samples seen (steps x batch)
+    _, specs = load_sweep(write(tmp_path, "tokens_per_param = 4\n" + BASE + "[grid]\nwidth = [8, 32]\n", "r.toml"))
+    for spec in specs:
+        acc = account(spec.config)
+        assert spec.config.train.steps == round(4 * acc.n_params_non_embedding / 64)
+
+
+def test_isoflop_picks_sizes_around_the_optimum_with_equal_flops(tmp_path):
+    import math
+
+    from bitscale.sweep.accounting import account
+
+    text = "isoflop = { budgets = [3e10, 3e11], sizes = 2 }\n" + LM_SIZES
+    _, specs = load_sweep(write(tmp_path, text))
+    _, again = load_sweep(write(tmp_path, text, "again.toml"))
+    assert [s.id for s in specs] == [s.id for s in again]                  # stable ids
+    assert len(specs) == 2 * 2 * 2                                         # budgets x quants x sizes
+    all_n = sorted({account(s.config).n_params_non_embedding for s in load_sweep(write(tmp_path, LM_SIZES, "b.toml"))[1]
+                    if s.config.model.quant == "fp32"})
+    for budget in (3e10, 3e11):
+        runs = [s for s in specs if s.point["budget"] == budget and s.config.model.quant == "fp32"]
+        n_opt = math.sqrt(budget / 120)
+        nearest = sorted(sorted(all_n, key=lambda n: abs(math.log(n / n_opt)))[:2])
+        assert sorted(account(s.config).n_params_non_embedding for s in runs) == nearest
+        for s in runs:
+            acc = account(s.config)
+            per_step = acc.train_flops / s.config.train.steps
+            assert abs(acc.train_flops - budget) <= per_step / 2 + 1
+
+
+@pytest.mark.parametrize("head, expected", [
+    ("tokens_per_param = 0\n", "tokens_per_param: Input should be greater than 0"),
+    ("tokens_per_param = 20\nisoflop = { budgets = [1e12] }\n", "give one of them"),
+    ("isoflop = { budgets = [1e3] }\n", "isoflop.budgets: 1000 FLOPs is less than one batch of the smallest model"),
+    ("isoflop = { budgets = [1e12], sizes = 9 }\n", "isoflop.sizes: 9 sizes per budget, but the sweep's axes give 4"),
+    ("isoflop = { budgets = [-1.0] }\n", "isoflop.budgets.0: Input should be greater than 0"),
+])
+def test_bad_data_designs_give_one_line(tmp_path, head, expected):
+    with pytest.raises(SweepError) as err:
+        load_sweep(write(tmp_path, head + LM_SIZES))
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_isoflop_sizes_that_are_the_same_model(tmp_path):
+    body = LM_SIZES.replace("n_layer = [1, 2, 2, 3]", "n_layer = [1, 2, 2, 3]\nd_ff = [64, 128, 128, 256]") \
+        .replace("d_model = [16, 32, 48, 64]", "d_model = [16, 32, 32, 64]")
+    with pytest.raises(SweepError, match="round to the same model"):
+        load_sweep(write(tmp_path, "isoflop = { budgets = [1e12] }\n" + body))

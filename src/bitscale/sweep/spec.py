@@ -40,6 +40,19 @@ DecoderConfig, data, train; see `bitscale.train.lm_config`) and the short names 
     n_layer = [2, 3, 4]
     d_model = [32, 64, 128]
 
+Two designs of the scaling literature set each run's data budget from its size (D is the samples seen,
+steps x batch: tokens for an LM; the steps are rounded to whole steps, at least one):
+
+    tokens_per_param = 20                # D = 20 x each size's non-embedding N (Hoffmann et al. 2022)
+
+    isoflop = { budgets = [1e12, 1e13, 1e14], sizes = 3 }
+        # for each budget C, the `sizes` model sizes of the sweep nearest N_opt = sqrt(C / 120) (the
+        # 20-tokens rule, C = 6 N D), each trained on D = C / (FLOPs per sample), so its FLOPs are C
+
+The model sizes are the configs the axes give; with `isoflop` every other axis (quant, seed, ...) is
+crossed with the budgets, each run's point records its `budget`, and runs of one budget have equal
+training FLOPs up to the rounding of the steps.
+
 Every expanded run is a validated `RunConfig` (or `LMRunConfig`). Its id is the first 16 hex digits of the SHA-256 of its
 canonical JSON: keys sorted, fields equal to their defaults left out (so adding a defaulted field
 to bitscale does not change old ids), the quantizer written as its preset name when it is one, and
@@ -52,6 +65,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +78,7 @@ from pydantic import (
 from ..quant import QuantConfig, preset_name, resolve_config
 from ..train.lm_config import LMRunConfig
 from ..train.run import RunConfig, format_validation_error
+from .accounting import account
 from .kinds import AnyRunConfig, config_class, kind_of
 
 if sys.version_info >= (3, 11):
@@ -168,6 +183,15 @@ def _base_kind(value: Any) -> str:
     return "lm" if isinstance(value, LMRunConfig) else "regression"
 
 
+class IsoFlop(BaseModel):
+    """isoFLOP design: for each compute budget, the `sizes` model sizes nearest the 20-tokens optimum."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    budgets: list[Annotated[float, Field(gt=0)]] = Field(min_length=1, description="training FLOPs budgets C")
+    sizes: int = Field(3, ge=1, description="model sizes per budget")
+
+
 class SweepFile(BaseModel):
     """The validated contents of a sweep file (see the module docstring)."""
 
@@ -183,6 +207,14 @@ class SweepFile(BaseModel):
     ] = Field(default_factory=RunConfig)
     grid: Axes = Field(default_factory=dict)
     zip: Union[Axes, list[Axes]] = Field(default_factory=list)
+    tokens_per_param: Optional[float] = Field(None, gt=0, description="D = tokens_per_param x non-embedding N")
+    isoflop: Optional[IsoFlop] = None
+
+    @model_validator(mode="after")
+    def _one_data_design(self) -> "SweepFile":
+        if self.tokens_per_param is not None and self.isoflop is not None:
+            raise ValueError("tokens_per_param and isoflop both set the data budget; give one of them")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -294,25 +326,98 @@ def expand(sweep: SweepFile, source: str = "sweep") -> list[RunSpec]:
     ]
     base = sweep.base.model_dump(mode="json", exclude_unset=True)
     config_cls = config_class(sweep.kind)
-    specs, seen = [], set()
+    points = []
     for grid_point in grid_points:
         for rows in itertools.product(*zip_rows) if zip_rows else [()]:
             point = dict(grid_point)
             for row in rows:
                 point.update(row)
-            data = json.loads(json.dumps(base))
-            for path, value in point.items():
-                _set_path(data, path, value)
-            try:
-                config = config_cls.model_validate(data)
-            except ValidationError as e:
-                at = ", ".join(f"{k}={v!r}" for k, v in point.items())
-                raise SweepError(f"{format_validation_error(e, source)} (at {at})") from None
-            rid = run_id(config)
-            if rid not in seen:
-                seen.add(rid)
-                specs.append(RunSpec(rid, config, point))
+            points.append(point)
+
+    def build(point: dict[str, Any], extra: dict[str, Any] | None = None) -> AnyRunConfig:
+        data = json.loads(json.dumps(base))
+        for path, value in {**point, **(extra or {})}.items():
+            _set_path(data, path, value)
+        try:
+            return config_cls.model_validate(data)
+        except ValidationError as e:
+            at = ", ".join(f"{k}={v!r}" for k, v in {**point, **(extra or {})}.items())
+            raise SweepError(f"{format_validation_error(e, source)} (at {at})") from None
+
+    if sweep.isoflop is not None:
+        runs = _isoflop_runs(sweep.isoflop, points, build)
+    elif sweep.tokens_per_param is not None:
+        runs = []
+        for point in points:
+            config = build(point)
+            n = account(config).n_params_non_embedding
+            runs.append((point, build(point, {"train.steps": _steps_for(config, sweep.tokens_per_param * n)})))
+    else:
+        runs = [(point, build(point)) for point in points]
+    specs, seen = [], set()
+    for point, config in runs:
+        rid = run_id(config)
+        if rid not in seen:
+            seen.add(rid)
+            specs.append(RunSpec(rid, config, point))
     return specs
+
+
+def _samples_per_step(config: AnyRunConfig) -> int:
+    """Samples (LM: tokens) one training step sees."""
+    if isinstance(config, LMRunConfig):
+        return config.train.batch_size * config.data.block_size
+    batch = config.train.batch_size or config.task.n_train
+    return min(batch, config.task.n_train)
+
+
+def _steps_for(config: AnyRunConfig, samples: float) -> int:
+    """Whole training steps that see `samples` samples (at least one)."""
+    return max(1, int(round(samples / _samples_per_step(config))))
+
+
+_SHAPE_KEYS = ("model.width", "model.depth", "model.d", "model.n_layer", "model.n_head", "model.d_model",
+               "model.d_ff", "model.block_size")
+
+
+def _isoflop_runs(design: IsoFlop, points: list[dict[str, Any]], build) -> list[tuple[dict[str, Any], AnyRunConfig]]:
+    """(point, config) per budget x family x chosen size; see the module docstring. A family is every
+    axis value but the model's shape; its sizes are the configs the shape axes give."""
+    families: dict[str, list[tuple[dict[str, Any], AnyRunConfig, Any]]] = {}
+    for point in points:
+        config = build(point)
+        acc = account(config)
+        shape = {k: v for k, v in point.items() if k in _SHAPE_KEYS}
+        key = json.dumps({k: v for k, v in point.items() if k not in _SHAPE_KEYS}, sort_keys=True, default=str)
+        families.setdefault(key, []).append((point, config, (shape, acc)))
+    out = []
+    for members in families.values():
+        by_n: dict[int, tuple[dict[str, Any], AnyRunConfig, Any]] = {}
+        for point, config, (shape, acc) in members:
+            if acc.n_params_non_embedding in by_n:
+                other = by_n[acc.n_params_non_embedding][2][0]
+                raise SweepError(f"isoflop: sizes {other} and {shape} round to the same model "
+                                 f"(N = {acc.n_params_non_embedding:,}); give distinct sizes")
+            by_n[acc.n_params_non_embedding] = (point, config, (shape, acc))
+        if design.sizes > len(by_n):
+            raise SweepError(f"isoflop.sizes: {design.sizes} sizes per budget, but the sweep's axes give "
+                             f"{len(by_n)} model size(s)")
+        sizes = sorted(by_n)
+        smallest = by_n[sizes[0]]
+        per_sample = smallest[2][1].train_flops / max(smallest[2][1].samples_seen, 1)
+        one_batch = per_sample * _samples_per_step(smallest[1])
+        for budget in design.budgets:
+            if budget < one_batch:
+                raise SweepError(f"isoflop.budgets: {budget:g} FLOPs is less than one batch of the smallest model "
+                                 f"({one_batch:.3g} FLOPs = 6 N x one batch)")
+            n_opt = math.sqrt(budget / 120.0)
+            chosen = sorted(sorted(sizes, key=lambda n: (abs(math.log(n / n_opt)), n))[:design.sizes])
+            for n in chosen:
+                point, config, (_, acc) = by_n[n]
+                flops_per_sample = acc.train_flops / max(acc.samples_seen, 1)
+                steps = _steps_for(config, budget / flops_per_sample)
+                out.append(({**point, "budget": budget}, build(point, {"train.steps": steps})))
+    return out
 
 
 def load_sweep(path: "str | Path") -> tuple[SweepFile, list[RunSpec]]:
