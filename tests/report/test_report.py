@@ -247,3 +247,36 @@ def test_fit_sentences_flag_parameters_at_a_bound_and_unreliable_bootstraps():
     text = " ".join(fit_sentences(SimpleNamespace(reference="fp32"), fits))
     assert "E = " in text and "(at its lower bound)" in text and "not findings" in text
     assert "50 resamples" in text and "failed" in text
+
+
+def _lm_slice(tokens_for):
+    """A fixed-D-or-not LM sweep of 4 sizes x {fp32, ternary} x 3 seeds whose ternary gap vanishes."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from bitscale.report.collect import Slice
+    from bitscale.sweep.compare import compare_frame
+
+    rows = []
+    for i, d_model in enumerate((32, 64, 128, 256)):
+        n = 12 * d_model ** 2 * 2
+        for label in ("fp32", "bitnet-b1.58"):
+            for seed in range(3):
+                gap = 0.2 / 2 ** i if label != "fp32" else 0.0
+                rows.append({"_label": label, "model.d_model": d_model, "train.seed": seed, "n_params_non_embedding": n,
+                             "samples_seen": tokens_for(n), "final_test_loss": 2.0 - 0.1 * i + gap + 0.001 * seed})
+    runs = pd.DataFrame(rows)
+    table = compare_frame(runs, label="_label", size="model.d_model", reference="fp32",
+                          n_column="n_params_non_embedding")
+    sweep = SimpleNamespace(kind="lm", size="model.d_model", reference="fp32", n_column="n_params_non_embedding")
+    return sweep, Slice({}, runs, table, table)
+
+
+def test_a_vanished_gap_on_undertrained_lms_is_not_a_verdict():
+    from bitscale.report.findings import HOLDS, INCONCLUSIVE, gap_claim
+
+    fixed = gap_claim(*_lm_slice(lambda n: 1_000_000), "bitnet-b1.58")        # D/N = 0.64 at the largest size
+    assert fixed.verdict == INCONCLUSIVE and "undertrained" in fixed.evidence and "D/N = 0.64" in fixed.evidence
+    optimal = gap_claim(*_lm_slice(lambda n: 20 * n), "bitnet-b1.58")        # compute-optimal: D grows with N
+    assert optimal.verdict == HOLDS and "undertrained" not in optimal.evidence

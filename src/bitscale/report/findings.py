@@ -52,6 +52,7 @@ HOLDS, FAILS, UNTESTED = "holds", "does not hold", "not tested by this data"
 INCONCLUSIVE = "inconclusive (too noisy)"
 MAX_HOLDOUT_ERROR = 0.05
 GAP_BOUND = 0.05     # a vanished gap: shown to be below 5% of the reference loss
+MIN_TOKENS_PER_PARAM = 10   # an LM trained on fewer tokens per parameter is far from converged (Chinchilla: 20)
 PAPER = "Daliri, Song & Yang 2024 (arXiv 2411.01663)"
 CLAIM_GAP = "The loss gap of the 1-bit network to full precision vanishes as width grows"
 CLAIM_POWER = "The loss follows a power law in width (L = E + A·N^-alpha)"
@@ -140,7 +141,29 @@ def gap_claim(sweep: SweepData, s: Slice, label: str) -> Claim:
            f"|gap| + 2 s.e. = {num(upper, '.2g')} is {pct(upper / ref_loss)} of {sweep.reference}'s loss {num(ref_loss)}")
     if verdict == INCONCLUSIVE:
         why += ": the gap is within 2 s.e. of 0, but the seeds cannot tell a vanished gap from a remaining one"
+    starved = undertrained(sweep, s)
+    if starved is not None:
+        why += (f"; every size saw the same {starved[0]:,.0f} tokens, so the largest models trained on "
+                f"D/N = {starved[1]:.2g} tokens per parameter (< {MIN_TOKENS_PER_PARAM}): they are undertrained, "
+                f"and a gap measured on them says little about the gap at convergence")
+        if verdict == HOLDS:
+            verdict = INCONCLUSIVE
     return Claim(CLAIM_GAP, _scope(s, label), verdict, evidence + why, test)
+
+
+def undertrained(sweep: SweepData, s: Slice) -> tuple[float, float] | None:
+    """(tokens, D/N at the largest size) for an LM slice trained on one token budget whose largest
+    models saw fewer than MIN_TOKENS_PER_PARAM tokens per parameter; None otherwise (a compute-optimal or
+    tokens-per-param sweep varies D with N)."""
+    runs = s.runs
+    if sweep.kind != "lm" or "samples_seen" not in runs or runs.empty:
+        return None
+    tokens = runs["samples_seen"].dropna().unique()
+    if len(tokens) != 1:
+        return None
+    n_max = float(runs[sweep.n_column].max())
+    ratio = float(tokens[0]) / n_max if n_max > 0 else math.inf
+    return (float(tokens[0]), ratio) if ratio < MIN_TOKENS_PER_PARAM else None
 
 
 def gap_sentences(sweep: SweepData, s: Slice) -> list[str]:
