@@ -19,10 +19,22 @@ Built in (theta names in brackets):
     precision_multiplier
                L = E + A*(c_Q*N)^-alpha + B*D^-beta, one c_Q per precision label Q, the first label
                (sorted) is the reference with c = 1                   (e, a, alpha, b, beta, log_c[Q])
+    precision_power
+               L = E_q + A_q*N^-alpha_q, one set per precision label q      (e[q], a[q], alpha[q])
+               with alpha shared (`share`): Spectra/TriLM, Kaushal et al. 2024, arXiv 2407.12327
+    precision_ptq
+               L = E + A*Neff^-alpha + B*D^-beta + C_T*D^gamma_D*N^-gamma_N*exp(-P_post/gamma_post),
+               the last term only where P_post > 0 (quantized after training to P_post bits)
+               Kumar et al. 2024, arXiv 2411.04330            (..., log_gamma, c_t, gamma_D, gamma_N, log_gamma_post)
     scale_time L = E + A*(p*t)^-alpha                           (e, a, alpha)
                Boopathy & Fiete 2024, arXiv 2409.05782
     ntk        L = L_inf + (L_0 - L_inf)*exp(-r*t)              (l_inf, d = log(L_0 - L_inf), log_r)
                linearized (NTK) training: Jacot et al. 2018, arXiv 1806.07572; Lee et al. 2019, 1902.06720
+
+Variants. `law.share(["alpha"])` ties per-label parameters across labels ('precision_power[share=alpha]');
+`law.fold("D")` fixes the parameters `folds["D"]` names when D takes one value, dropping its term
+('precision_multiplier[fold=D]': B*D^-beta is then part of E). The fitter picks the fold from the data
+(`Law.for_data`), and `get_law` rebuilds a variant from its name.
 
 One-variable power laws are one factory, `power_law(var)`, registered for N, D, C and S; `get_law`
 builds `power_<var>` for any other variable name on request (e.g. "power_t").
