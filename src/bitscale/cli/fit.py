@@ -167,10 +167,6 @@ def _plot(form, analyses, path: Path) -> None:
               title=f"{form.name}: {form.formula}", markers=crossing_markers(analyses) if x == "N" else None)
 
 
-def _estimate(value: float) -> str:
-    return f"{value:.4g}"
-
-
 def print_analysis(a) -> None:
     d = a.to_dict()
     held = d["holdout"]
@@ -197,7 +193,7 @@ def print_analysis(a) -> None:
         se = a.boot.std_errors.get(name, math.nan) if a.boot else math.nan
         interval = "-" if math.isnan(lo) else f"[{lo:.4g}, {hi:.4g}]" + (" unreliable" if unreliable else "")
         side = a.fit.at_bound.get(name)
-        table.add_row(escape(name), _estimate(value), interval, "-" if math.isnan(se) else f"{se:.3g}",
+        table.add_row(escape(name), f"{value:.4g}", interval, "-" if math.isnan(se) else f"{se:.3g}",
                       f"{name} at {side} bound" if side else "")
     console.print(table)
     if a.fit.at_bound:

@@ -157,12 +157,10 @@ def analyze(
     return result
 
 
-def default_sizes(data: LawData) -> list[float]:
+def default_sizes(*datasets: LawData) -> list[float]:
     """Where catch-up answers are read without --at: the largest N in the data, 10x and 100x it."""
-    if "N" not in data.x or not data.n:
-        return []
-    n_max = float(np.max(data.x["N"]))
-    return [n_max, 10 * n_max, 100 * n_max]
+    sizes = [float(np.max(d.x["N"])) for d in datasets if "N" in d.x and d.n]
+    return [m * max(sizes) for m in (1, 10, 100)] if sizes else []
 
 
 def catch_up_groups(analyses: Sequence[Analysis], *, reference: Optional[str] = None,
@@ -175,9 +173,7 @@ def catch_up_groups(analyses: Sequence[Analysis], *, reference: Optional[str] = 
     if len(fitted) < 2:
         return
     curves = [curve_of_group(a) for a in fitted]
-    sizes = at or default_sizes(LawData({"N": np.concatenate([a.data.x["N"] for a in fitted])},
-                                        np.concatenate([a.data.loss for a in fitted])))
-    answers = catch_up(curves, reference=reference, sizes=sizes)
+    answers = catch_up(curves, reference=reference, sizes=at or default_sizes(*(a.data for a in fitted)))
     for a, c in zip(fitted, curves):
         a.catch_up = {k: v for k, v in answers.items() if k.startswith(f"{c.label} vs ")}
 

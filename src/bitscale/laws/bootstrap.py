@@ -131,23 +131,17 @@ def _determined(obj: Objective, data: LawData, counts: np.ndarray) -> np.ndarray
         hi = np.where(drawn, values, -np.inf).max(1)
         ok &= hi > lo
     if obj.law.per_label and obj.law.categorical:
-        # a curve per label: each label's own points must vary in N and cover its free columns
+        # a curve per label: its drawn points need as many distinct sizes N as it has own parameters
+        # (as fit_law requires of the data), and every other numeric variable must still vary
         labels = np.array([str(c) for c in data.x[obj.law.categorical]])
-        n_own = len([p for p in obj.law.per_label if p not in obj.law.fixed])
+        n_own = len(obj.law.own_per_label)
         for c in obj.categories:
             mine = drawn & (labels == c)
             for v in obj.law.variables:
                 if v != obj.law.categorical:
                     values = np.asarray(data.x[v], dtype=float)
-                    distinct = sum((mine & (values == u)).any(1).astype(int)
-                                   for u in np.unique(values[labels == c]))
-                    ok &= distinct >= min(n_own, 2)
-            ok &= mine.sum(1) >= n_own
-            # a label's own curve needs as many distinct sizes as it has own parameters
-            sizes = np.asarray(data.x["N"], dtype=float) if "N" in data.x else None
-            if sizes is not None:
-                distinct = sum((mine & (sizes == u)).any(1).astype(int) for u in np.unique(sizes[labels == c]))
-                ok &= distinct >= n_own
+                    distinct = sum((mine & (values == u)).any(1).astype(int) for u in np.unique(values[labels == c]))
+                    ok &= distinct >= (n_own if v == "N" else min(n_own, 2))
     return ok
 
 

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from .data import LawData, LawDataError
-from .derived import FULL_PRECISION, Answer, _answer, percentile_interval
+from .derived import Answer, _answer, full_precision_label, percentile_interval
 from .forms import to_tensors
 
 N_LO, N_HI = 1e3, 1e15
@@ -139,7 +139,7 @@ def reference_label(labels: Sequence[str], reference: str | None) -> str:
         if reference not in labels:
             raise LawDataError(f"--reference: label {reference!r} is not among the labels ({', '.join(labels)})")
         return reference
-    return next((f for f in FULL_PRECISION if f in labels), labels[0])
+    return full_precision_label(list(labels))
 
 
 # -- the answers ----------------------------------------------------------------------------------
@@ -237,11 +237,7 @@ def matching_n(q: Curve, r: Curve, sizes: Sequence[float]) -> dict[str, dict[str
     log_m = np.log(grid)
     N = np.asarray(sizes, dtype=float)
     point = _match(np.repeat(q.values(grid)[None], len(N), 0), log_m, r.values(N))
-    pair = None
-    if q.sample_values is not None and r.sample_values is not None:
-        lq, lr = q.sample_values(grid), r.sample_values(N)
-        k = min(len(lq), len(lr))
-        pair = (lq[:k], lr[:k]) if k >= 2 else None
+    pair = _paired(q, r, grid, N)
     out = {}
     for j, n in enumerate(N):
         entry: dict[str, Any] = {"N": float(point[j]), "feasible": bool(np.isfinite(point[j]))}
@@ -299,8 +295,7 @@ def compare(q: Curve, r: Curve, sizes: Sequence[float]) -> Answer:
 def _clean(value: Any) -> Any:
     """Non-finite floats -> None, recursively (JSON has no inf)."""
     if isinstance(value, dict):
-        return type(value)({k: _clean(v) for k, v in value.items()}) if isinstance(value, Answer) \
-            else {k: _clean(v) for k, v in value.items()}
+        return type(value)({k: _clean(v) for k, v in value.items()})   # an Answer stays an Answer
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):

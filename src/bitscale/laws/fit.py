@@ -78,7 +78,7 @@ class Objective:
 
 def _check_labels(law: Law, data: LawData, categories: list[str]) -> None:
     """Each label of a per-label law needs as many distinct N as it has parameters of its own."""
-    own = [p for p in law.per_label if p not in law.fixed]
+    own = law.own_per_label
     labels = np.array([str(c) for c in data.x[law.categorical]])
     natural = law.names_natural()
     for c in categories:
@@ -201,17 +201,14 @@ class FitResult:
     law_obj: Law | None = field(default=None, repr=False, compare=False)
     at_bound: dict[str, str] = field(default_factory=dict)   # natural param -> "lower" | "upper"
 
-    def _law(self) -> Law:
-        return self.law_obj if self.law_obj is not None else get_law(self.law)
-
     @property
     def form(self) -> Law:
         """The law as fitted: the variant (shared or folded parameters) this fit used."""
-        return self._law()
+        return self.law_obj if self.law_obj is not None else get_law(self.law)
 
     def predict(self, x: dict[str, np.ndarray]) -> np.ndarray:
         """Predicted loss at x (variables -> (m,) arrays)."""
-        law = self._law()
+        law = self.form
         cats = self.categories.get(law.categorical, []) if law.categorical else []
         flat = torch.tensor([[self.theta[n] for n in law.flat_names(cats)]], dtype=torch.float64)
         log_l = law.log_loss(law.split(flat, len(cats)), to_tensors(law, x, cats))
@@ -243,20 +240,22 @@ def at_bound(obj: Objective, flat: np.ndarray) -> dict[str, str]:
     bound changes the objective by at most 1e-9 of it (+ 1e-12): the data cannot tell the estimate from
     the bound (a floor E = e^-29 is E = 0, as much as e^-30 is). Such an estimate is the bound's."""
     natural = obj.law.names_natural()
-    f0 = float(obj(torch.tensor(flat[None], dtype=torch.float64))[0])
+    sides = (("lower", obj.lo.tolist()), ("upper", obj.hi.tolist()))
+    # row 0: the estimate; then one row per (bound side, column) with that column moved onto the bound
+    rows = np.repeat(np.asarray(flat, dtype=np.float64)[None], 1 + 2 * len(flat), axis=0)
+    for k, (_, bounds) in enumerate(sides):
+        for j, bound in enumerate(bounds):
+            rows[1 + k * len(flat) + j, j] = bound
+    f = obj(torch.from_numpy(rows)).detach().numpy()
     out = {}
-    for j, (name, value, lo, hi) in enumerate(zip(obj.names, flat, obj.lo.tolist(), obj.hi.tolist())):
-        base, bracket, rest = name.partition("[")
-        label = natural.get(base, base) + bracket + rest
-        for side, bound in (("lower", lo), ("upper", hi)):
-            close = abs(float(value) - bound) <= BOUND_RTOL * max(abs(bound), 1.0)
-            if not close and math.isfinite(bound):
-                moved = np.array(flat, dtype=np.float64)
-                moved[j] = bound
-                f1 = float(obj(torch.tensor(moved[None], dtype=torch.float64))[0])
-                close = math.isfinite(f1) and f1 - f0 <= 1e-9 * abs(f0) + 1e-12
+    for k, (side, bounds) in enumerate(sides):
+        for j, (name, value, bound) in enumerate(zip(obj.names, flat, bounds)):
+            f1 = f[1 + k * len(flat) + j]
+            close = abs(float(value) - bound) <= BOUND_RTOL * max(abs(bound), 1.0) or (
+                math.isfinite(f1) and f1 - f[0] <= 1e-9 * abs(f[0]) + 1e-12)
             if close:
-                out[label] = side
+                base, bracket, rest = name.partition("[")
+                out[natural.get(base, base) + bracket + rest] = side
     return out
 
 

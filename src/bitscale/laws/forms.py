@@ -67,6 +67,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .data import is_categorical
+
 Theta = dict[str, float]
 
 
@@ -111,6 +113,11 @@ class Law:
     def free_params(self) -> tuple[str, ...]:
         """The parameters the fitter moves (params less the fixed ones)."""
         return tuple(p for p in self.params if p not in self.fixed)
+
+    @property
+    def own_per_label(self) -> tuple[str, ...]:
+        """The per-label params fitted for each label on its own (not shared, not fixed)."""
+        return tuple(p for p in self.per_label if p not in self.fixed)
 
     @property
     def labelled(self) -> tuple[str, ...]:
@@ -224,7 +231,7 @@ class Law:
         law_ = self
         for v in self.folds:
             values = x.get(v)
-            if values is None or (not np.asarray(values).dtype.kind in "OUS" and len(np.unique(values)) < 2):
+            if values is None or (not is_categorical(values) and len(np.unique(values)) < 2):
                 law_ = law_.fold(v)
         return law_
 
