@@ -21,6 +21,7 @@ def _load_lm_config(path: Path):
 def lm_command(
     config: Path = typer.Argument(..., help="LM run config (TOML with [model], [data], [train] tables)"),
     out: Optional[Path] = typer.Option(None, help="directory for model.safetensors, config.json, result.json"),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the decoder blocks (faster on long runs; eager fallback)"),
 ) -> None:
     """Train a decoder language model (BitNet b1.58 recipe) and print val loss, perplexity, bits per byte."""
     from ..train.lm import train_lm
@@ -34,7 +35,7 @@ def lm_command(
     with progress_bar() as progress:
         bar = progress.add_task("training", total=cfg.train.steps)
         try:
-            result = train_lm(cfg, out, callback=lambda step, loss: progress.update(bar, completed=step))
+            result = train_lm(cfg, out, callback=lambda step, loss: progress.update(bar, completed=step), compile=compile)
         except (ValueError, ImportError) as e:  # unknown corpus, tokenizer too large for the model, no tokenizers
             fail(f"{config}: {e}")
     console.print(

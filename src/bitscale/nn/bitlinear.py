@@ -124,11 +124,17 @@ class BitLinear(nn.Linear):
             return self.weight
         return straight_through(self.weight, self._weight_value, c.ste, c.ste_clip)
 
+    def _normed(self, x: Tensor) -> Tensor:
+        if self.norm is None:
+            return x
+        # Under autocast x can arrive in bf16 (a matmul's output); normalize and quantize it in the
+        # norm's dtype, as nn.RMSNorm's fused kernel wants matching dtypes.
+        return self.norm(x.to(self.norm.weight.dtype))
+
     def quantized_input(self, x: Tensor) -> Tensor:
         """Q_a(RMSNorm(x)) with the activation STE attached."""
         c = self.config
-        if self.norm is not None:
-            x = self.norm(x)
+        x = self._normed(x)
         if c.act == "fp32":
             return x
         return straight_through(x, self._act_value, c.act_ste, c.ste_clip)
@@ -147,7 +153,7 @@ class BitLinear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         block = self._block_rows(x)
         if block is not None:
-            x_n = self.norm(x) if self.norm is not None else x
+            x_n = self._normed(x)
             quantize_rows = partial(straight_through, quantize=self._act_value)  # identity STE's value
             return _BlockQuantizedLinear.apply(x_n, self.quantized_weight(), self.bias, quantize_rows, block)
         return F.linear(self.quantized_input(x), self.quantized_weight(), self.bias)

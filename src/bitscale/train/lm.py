@@ -24,7 +24,7 @@ sequences: every rank draws the same global batch from the same seeded generator
 r::world, so the data (and, up to float summation order, the loss curve) are those of the one-process
 run. Only rank 0 evaluates and writes files. On CUDA the forward pass runs under bf16 autocast.
 
-    python -m bitscale.train.lm CONFIG.toml --out DIR
+    python -m bitscale.train.lm CONFIG.toml --out DIR [--compile]
     torchrun --standalone --nproc_per_node=2 -m bitscale.train.lm CONFIG.toml --out DIR
 
 The config lives in lm_config.py (LMRunConfig and the recipe defaults) and the run directory in
@@ -33,12 +33,12 @@ lm_files.py (save_lm, load_lm, generate_text); both are re-exported here.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,6 +52,7 @@ from .config import TrainConfig
 from .lm_config import LM_TRAIN_DEFAULTS, LMDataConfig, LMRunConfig, load_lm_config
 from .lm_files import generate_text, load_lm, save_lm
 from .schedules import lr_at, weight_decay_at
+from .speed import autocast_context, compile_blocks, eager, first_step_with_fallback
 from .state import load_training_state, save_training_state
 
 
@@ -109,7 +110,7 @@ def param_groups(model: torch.nn.Module) -> tuple[list, list]:
     return decay, no_decay
 
 
-def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     decay, no_decay = param_groups(model)
     groups = [{"params": decay, "decay": True}, {"params": no_decay, "decay": False}]
     if cfg.optimizer == "adamw":
@@ -148,6 +149,27 @@ def evaluate(model: Decoder, windows: list, device, autocast) -> float:
     return total / len(windows)
 
 
+def train_step(
+    model: torch.nn.Module,
+    raw: Decoder,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    autocast: Callable,
+    grad_clip: "float | None",
+) -> torch.Tensor:
+    """One update on the batch (x, y): forward under `autocast`, backward, global-norm clipping of
+    `raw`'s gradients, optimizer step. `model` is `raw` or its DDP wrapper. Returns the loss."""
+    with autocast():
+        _, loss = model(x, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()  # DDP averages the gradients over ranks = the global-batch mean
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(raw.parameters(), grad_clip)
+    opt.step()
+    return loss
+
+
 def train_lm(
     cfg: LMRunConfig,
     out_dir: "str | Path | None" = None,
@@ -155,6 +177,7 @@ def train_lm(
     callback: "Callable[[int, float], None] | None" = None,
     checkpoint: "str | Path | None" = None,
     checkpoint_every: "int | None" = None,
+    compile: bool = False,
 ) -> LMResult:
     """Train a Decoder per `cfg`; callback(step_done, train_loss) after every update (rank 0 only).
     Under torchrun (WORLD_SIZE > 1) runs DDP; see the module docstring.
@@ -162,6 +185,9 @@ def train_lm(
     `checkpoint`: a training-state file (`bitscale.train.state`) to resume from if it exists and to write
     every `checkpoint_every` updates (default `train.eval_every`); the resumed run's curves and final
     loss equal the uninterrupted run's. A non-finite training loss stops the run with status "diverged".
+
+    `compile`: compile the decoder blocks (`bitscale.train.speed`); the curves equal the eager run's to
+    float tolerance, evaluation runs eagerly, and a failed compilation falls back to eager training.
     """
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -180,15 +206,14 @@ def train_lm(
         dist.init_process_group("nccl" if use_cuda else "gloo")
         own_group = True
     try:
-        autocast = (
-            (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_cuda else contextlib.nullcontext
-        )
+        autocast = autocast_context(cfg.autocast, device)
         tokenizer, train_stream, val_stream = build_data(cfg)
         model = Decoder(cfg.model, seed=tc.seed).to(device)
         raw = model
+        compiled = compile_blocks(raw) if compile else []
         if world > 1:
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
-        opt = _make_optimizer(raw, tc)
+        opt = make_optimizer(raw, tc)
 
         eval_gen = torch.Generator().manual_seed(cfg.eval_seed)
         windows = [val_stream.get_batch(val_stream.sample_positions(B, T, eval_gen), T) for _ in range(cfg.eval_batches)]
@@ -206,7 +231,8 @@ def train_lm(
                 since = train_losses[eval_steps[-1] if eval_steps else 0 :]
                 eval_steps.append(step)
                 train_curve.append(sum(since) / len(since) if since else math.nan)
-                val_curve.append(evaluate(raw, windows, device, autocast))
+                with eager():
+                    val_curve.append(evaluate(raw, windows, device, autocast))
 
         def save(step: int) -> None:
             if rank == 0:
@@ -240,13 +266,8 @@ def train_lm(
             if world > 1:
                 x, y = x[rank::world], y[rank::world]
             x, y = x.to(device), y.to(device)
-            with autocast():
-                _, loss = model(x, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # DDP averages the gradients over ranks = the global-batch mean
-            if tc.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(raw.parameters(), tc.grad_clip)
-            opt.step()
+            one_step = partial(train_step, model, raw, opt, x, y, autocast, tc.grad_clip)
+            loss = first_step_with_fallback(one_step, compiled) if step == start else one_step()
             loss_val = loss.detach().float()
             if world > 1:
                 dist.all_reduce(loss_val)
@@ -300,9 +321,10 @@ def main(argv: "list[str] | None" = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bitscale.train.lm", description="Train a language model (torchrun-ready).")
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the decoder blocks")
     args = parser.parse_args(argv)
     cfg = load_lm_config(args.config)
-    result = train_lm(cfg, args.out)
+    result = train_lm(cfg, args.out, compile=args.compile)
     if result is not None:
         print(
             f"val loss {result.final_val_loss:.4f} | ppl {result.perplexity:.3f} | bpb {result.bits_per_byte:.4f} | "
@@ -317,5 +339,6 @@ if __name__ == "__main__":
 
 __all__ = [
     "LMDataConfig", "LMResult", "LMRunConfig", "LM_TRAIN_DEFAULTS", "bits_per_byte", "build_data", "evaluate",
-    "generate_text", "load_lm", "load_lm_config", "param_groups", "perplexity", "save_lm", "train_lm",
+    "generate_text", "load_lm", "load_lm_config", "make_optimizer", "param_groups", "perplexity", "save_lm", "train_lm",
+    "train_step",
 ]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..models.decoder import DecoderConfig
 from .config import TrainConfig
+from .speed import AUTOCAST_MODES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -70,6 +71,9 @@ class LMRunConfig(BaseModel):
     eval_batches: int = Field(8, ge=1, description="fixed validation batches (of train.batch_size windows)")
     eval_seed: int = 1234
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    autocast: Literal[AUTOCAST_MODES] = Field(  # type: ignore[valid-type]
+        "auto", description="forward-pass autocast: auto = bf16 on CUDA, off on a CPU; bf16 anywhere (see train.speed)"
+    )
 
     @field_validator("train", mode="before")
     @classmethod
