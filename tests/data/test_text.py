@@ -6,7 +6,7 @@ from bitscale.data.text import (
     CORPORA,
     TextDataset,
     TokenStream,
-    corpus_path,
+    corpus_paths,
     load_bin,
     load_text,
     write_bin,
@@ -15,9 +15,9 @@ from bitscale.data.text import (
 
 # -- corpora -------------------------------------------------------------------------------------
 def test_corpora_ship_with_the_package():
-    assert set(CORPORA) == {"tinyshakespeare", "wikitext2-valid", "wikitext2-test"}
+    assert set(CORPORA) == {"tinyshakespeare", "wikitext2-valid", "wikitext2-test", "wikitext2"}
     for name in CORPORA:
-        assert corpus_path(name).is_file()
+        assert all(path.is_file() for path in corpus_paths(name))
     shakespeare = load_text("tinyshakespeare")
     assert 1_000_000 < len(shakespeare) < 1_200_000
     assert shakespeare.startswith("First Citizen:")
@@ -25,10 +25,12 @@ def test_corpora_ship_with_the_package():
         text = load_text(name)
         assert 1_000_000 < len(text) < 1_400_000
         assert " = " in text
+    # the combined corpus is the two splits in order, nothing added or lost
+    assert load_text("wikitext2") == load_text("wikitext2-valid") + load_text("wikitext2-test")
 
 
 def test_license_note():
-    lic = (corpus_path("tinyshakespeare").parent / "LICENSE.md").read_text()
+    lic = (corpus_paths("tinyshakespeare")[0].parent / "LICENSE.md").read_text()
     assert "CC BY-SA" in lic
     assert "public domain" in lic
     assert "Merity" in lic and "Wikipedia contributors" in lic
@@ -36,7 +38,7 @@ def test_license_note():
 
 def test_unknown_corpus_and_bad_files(tmp_path):
     with pytest.raises(ValueError, match="known corpora") as e:
-        corpus_path("nope")
+        corpus_paths("nope")
     assert "tinyshakespeare" in str(e.value)
     with pytest.raises(ValueError, match="neither a known corpus") as e:
         load_text("shakespeare")

@@ -23,36 +23,45 @@ import torch
 
 from bitscale.atomic import atomic_write, atomic_write_json
 
-CORPORA: dict[str, str] = {
-    "tinyshakespeare": "tinyshakespeare.txt",  # public domain (char-rnn collection, A. Karpathy)
-    "wikitext2-valid": "wikitext2-valid.txt",  # CC BY-SA 3.0, Merity et al. 2016 / Wikipedia contributors
-    "wikitext2-test": "wikitext2-test.txt",  # CC BY-SA 3.0, see corpora/LICENSE.md
+# Each corpus is one file, or several files read in order as one text.
+CORPORA: dict[str, tuple[str, ...]] = {
+    "tinyshakespeare": ("tinyshakespeare.txt",),  # public domain (char-rnn collection, A. Karpathy)
+    "wikitext2-valid": ("wikitext2-valid.txt",),  # CC BY-SA 3.0, Merity et al. 2016 / Wikipedia contributors
+    "wikitext2-test": ("wikitext2-test.txt",),  # CC BY-SA 3.0, see corpora/LICENSE.md
+    # Both shipped WikiText-2 splits, valid then test (2.4 MB): the least repetitive text here, so the
+    # validation tail (the end of the test split) is unseen articles.
+    "wikitext2": ("wikitext2-valid.txt", "wikitext2-test.txt"),
 }
 
 _DTYPE = np.dtype("<u2")  # little-endian uint16, the nanoGPT convention
 _MAX_ID = 65535
 
 
-def corpus_path(name: str) -> Path:
-    """Path of a corpus file shipped in `bitscale/data/corpora/`."""
+def corpus_paths(name: str) -> list[Path]:
+    """Paths of a shipped corpus's files in `bitscale/data/corpora/`, in reading order."""
     if name not in CORPORA:
         raise ValueError(f"unknown corpus {name!r}; known corpora: {', '.join(sorted(CORPORA))}")
-    res = resources.files("bitscale.data").joinpath("corpora").joinpath(CORPORA[name])
-    return Path(str(res))
+    folder = resources.files("bitscale.data").joinpath("corpora")
+    return [Path(str(folder.joinpath(file))) for file in CORPORA[name]]
 
 
 def load_text(name_or_path: "str | Path") -> str:
     """A shipped corpus by name (see CORPORA) or any UTF-8 text file by path."""
     if isinstance(name_or_path, str) and name_or_path in CORPORA:
-        path = corpus_path(name_or_path)
-        if not path.is_file():
-            raise ValueError(f"corpus {name_or_path!r} is missing from the installed package ({path.name})")
-    else:
-        path = Path(name_or_path).expanduser()
-        if not path.is_file():
-            raise ValueError(
-                f"{str(name_or_path)!r} is neither a known corpus ({', '.join(sorted(CORPORA))}) nor an existing file"
-            )
+        paths = corpus_paths(name_or_path)
+        for path in paths:
+            if not path.is_file():
+                raise ValueError(f"corpus {name_or_path!r} is missing from the installed package ({path.name})")
+        return "".join(_read_utf8(path) for path in paths)
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        raise ValueError(
+            f"{str(name_or_path)!r} is neither a known corpus ({', '.join(sorted(CORPORA))}) nor an existing file"
+        )
+    return _read_utf8(path)
+
+
+def _read_utf8(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
@@ -230,7 +239,7 @@ __all__ = [
     "CORPORA",
     "TextDataset",
     "TokenStream",
-    "corpus_path",
+    "corpus_paths",
     "load_bin",
     "load_text",
     "write_bin",
