@@ -70,6 +70,27 @@ def test_markdown_and_cli(store, cli, tmp_path):
     assert (tmp_path / "t.md").read_text() == md and (tmp_path / "g.png").stat().st_size > 10_000
 
 
+def test_a_size_named_by_several_columns_is_ordered_by_parameter_count(tmp_path):
+    """Depth and width together tell the sizes apart; 4x8 has fewer parameters than 2x16 and comes first."""
+    path = tmp_path / "s.db"
+    shapes = {(2, 16): 300, (4, 8): 200, (2, 8): 100}
+    with Store(path) as db:
+        db.add_sweep("s", {})
+        runs = [{"id": f"r{i}", "config": {"model": {"n_layer": L, "d_model": d, "quant": q}, "train": {"seed": 0}},
+                 "n_params_non_embedding": n} for i, ((L, d), n) in enumerate(shapes.items()) for q in ("fp32", "bitnet")
+                ]
+        runs = [{**r, "id": f"{r['id']}{r['config']['model']['quant']}"} for r in runs]
+        db.add_runs("s", runs)
+        for r in runs:
+            db.finish_run(r["id"], "done", final_test_loss=r["n_params_non_embedding"] / 100
+                          + (0.5 if r["config"]["model"]["quant"] == "bitnet" else 0.0))
+    t = compare_runs(path, size="model.n_layer,model.d_model")
+    assert list(t["size"].drop_duplicates()) == ["2x8", "4x8", "2x16"]
+    assert list(t.loc[t["label"] == "bitnet", "gap"]) == [pytest.approx(0.5)] * 3
+    with pytest.raises(LawDataError, match="size: unknown column 'model.depth'"):
+        compare_runs(path, size="model.n_layer,model.depth")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--reference", "fp16"], "reference 'fp16' is not a value of model.quant (values: bitnet-b1.58, fp32)"),
     (["--size", "model.depth"], "size: unknown column 'model.depth'"),

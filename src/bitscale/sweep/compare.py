@@ -19,7 +19,8 @@ same size:
         common cancels in d_i. The paired mean of d equals `gap` when every run is paired.)
 
 Sizes are matched by a config column (`size`, e.g. model.width or model.d_model), not by parameter
-count, for that reason.
+count, for that reason; several columns joined by commas (`model.n_layer,model.d_model`) match a size
+by all of them, labelled like `2x64`. Sizes are listed in the order of their mean `n_column`.
 """
 
 from __future__ import annotations
@@ -53,8 +54,13 @@ def compare_runs(store: "str | Path", *, sweep: "str | None" = None, by: str = "
     runs = runs[runs["status"] == "done"]
     if runs.empty:
         raise LawDataError(f"{source}: no runs with status 'done' to compare")
+    size_columns = [c.strip() for c in size.split(",")]
     runs = label_variants(runs, by=by, reference=reference, source=source,
-                          columns={"by": by, "size": size, "metric": metric, "n-column": n_column})
+                          columns={"by": by, "metric": metric, "n-column": n_column})
+    for column in size_columns:
+        label_variants(runs, by=by, reference=reference, source=source, columns={"size": column})
+    if len(size_columns) > 1:
+        runs = runs.assign(**{size: runs[size_columns].apply(lambda r: "x".join(label_of(v) for v in r), axis=1)})
     return compare_frame(runs, label="_label", size=size, reference=reference, metric=metric, n_column=n_column)
 
 
@@ -81,7 +87,8 @@ def compare_frame(runs, *, label: str, size: str, reference: str = "fp32", metri
 
     keys = [c for c in SEED_COLUMNS if c in runs.columns]
     rows: list[dict[str, Any]] = []
-    for size_value, at_size in runs.groupby(size, sort=True):
+    groups = sorted(runs.groupby(size, sort=True), key=lambda g: float(g[1][n_column].mean()))
+    for size_value, at_size in groups:
         stats = {name: _stats(g[metric].to_numpy(dtype=float)) for name, g in at_size.groupby(label)}
         ref = stats.get(reference)
         for name in _order(stats, reference):
