@@ -181,6 +181,26 @@ def test_sweep_toml_round_trips_lists_and_nested_tables():
     assert parsed["description"] == 'a "quoted" one' and parsed["base"]["task"]["options"] == {}
 
 
+def test_the_rebuilt_sweep_file_keeps_its_data_design_and_compile_setting(tmp_path):
+    """A tokens_per_param or isoflop sweep rebuilt from the store expands to the same run ids."""
+    import tomllib
+
+    from bitscale.sweep.spec import SweepFile, load_sweep
+
+    for head in ("tokens_per_param = 20", "isoflop = { budgets = [1e11, 4e11], sizes = 2 }"):
+        text = (f'kind = "lm"\ncompile = true\n{head}\n[base]\ndata = {{ block_size = 16 }}\n'
+                'model = { block_size = 16 }\ntrain = { steps = 10, batch_size = 4, warmup_steps = 1 }\n'
+                '[[zip]]\nn_layer = [1, 2]\nd_model = [16, 32]\nn_head = [1, 2]\n')
+        original = tmp_path / "a.toml"
+        original.write_text(text)
+        sweep, specs = load_sweep(original)
+        rebuilt = tmp_path / "b.toml"
+        rebuilt.write_text(sweep_toml(sweep.model_dump(mode="json")))
+        again, again_specs = load_sweep(rebuilt)
+        assert again.compile and [s.id for s in again_specs] == [s.id for s in specs]
+        assert isinstance(SweepFile.model_validate(tomllib.loads(rebuilt.read_text())), SweepFile)
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, tiny):
     db, _ = tiny
     not_a_store = tmp_path / "notes.txt"

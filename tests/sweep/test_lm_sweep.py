@@ -157,3 +157,16 @@ def test_law_inputs_take_tokens_for_d_from_an_lm_store(tmp_path, lm_sweep):
     assert sorted(set(curves.x["D"])) == [4 * 4 * 16, 8 * 4 * 16, 12 * 4 * 16]  # tokens up to each evaluation
     by = from_store(store, by="model.quant")
     assert [d.label for d in by] == ["model.quant=bitnet-b1.58", "model.quant=fp32"]
+
+
+def test_a_sweep_files_compile_setting_reaches_train_lm(tmp_path, lm_sweep, monkeypatch):
+    import bitscale.train.lm as lm
+
+    seen = []
+    real = lm.train_lm
+    monkeypatch.setattr(lm, "train_lm", lambda config, **kw: seen.append(kw["compile"]) or real(config))
+    compiled_file = tmp_path / "compiled.toml"
+    compiled_file.write_text("compile = true\n" + LM_SWEEP)
+    sweep, specs = load_sweep(compiled_file)
+    report = run_sweep(sweep, specs[:1], tmp_path / "s.db", SerialExecutor())
+    assert report.count("done") == 1 and seen == [True]

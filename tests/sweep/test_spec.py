@@ -178,3 +178,13 @@ def test_isoflop_sizes_that_are_the_same_model(tmp_path):
         .replace("d_model = [16, 32, 48, 64]", "d_model = [16, 32, 32, 64]")
     with pytest.raises(SweepError, match="round to the same model"):
         load_sweep(write(tmp_path, "isoflop = { budgets = [1e12] }\n" + body))
+
+
+def test_compile_is_a_speed_setting_outside_the_run_ids(tmp_path):
+    plain_file, specs = load_sweep(write(tmp_path, LM_SIZES, "a.toml"))
+    compiled_file, compiled = load_sweep(write(tmp_path, "compile = true\n" + LM_SIZES, "b.toml"))
+    assert (plain_file.compile, compiled_file.compile) == (False, True)
+    assert [s.id for s in specs] == [s.id for s in compiled]
+    with pytest.raises(SweepError) as err:  # a regression sweep has nothing to compile
+        load_sweep(write(tmp_path, "compile = true\n[grid]\nwidth = [8]\n", "c.toml"))
+    assert "compile: only LM sweeps" in str(err.value) and "\n" not in str(err.value)

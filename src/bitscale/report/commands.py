@@ -57,7 +57,7 @@ def _table(name: str, data: dict[str, Any], lines: list[str]) -> None:
 def sweep_toml(config: dict[str, Any]) -> str:
     """The stored sweep config as a sweep file (TOML)."""
     lines = ["# rebuilt by `bitscale report` from the sweeps table of the store (defaults filled in)"]
-    for key in ("name", "description", "kind", "checkpoint_every"):
+    for key in ("name", "description", "kind", "checkpoint_every", "compile", "tokens_per_param", "isoflop"):
         if config.get(key) is not None:
             lines.append(f"{key} = {_value(config[key])}")
     lines.append("")

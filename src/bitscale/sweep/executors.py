@@ -53,6 +53,7 @@ class RunTask:
     config: dict[str, Any]
     workdir: str
     checkpoint_every: Optional[int] = None
+    compile: bool = False  # LM runs: compile the decoder blocks (bitscale.train.speed)
 
 
 @dataclass
@@ -132,7 +133,7 @@ def execute(task: RunTask) -> RunOutcome:
         if isinstance(config, LMRunConfig):
             from ..train.lm import train_lm
 
-            lm_result = train_lm(config, checkpoint=state, checkpoint_every=task.checkpoint_every)
+            lm_result = train_lm(config, checkpoint=state, checkpoint_every=task.checkpoint_every, compile=task.compile)
             outcome = outcome_from_lm_result(task.id, lm_result, started)
         else:
             _, _, result = run(config, checkpoint=state, checkpoint_every=task.checkpoint_every)

@@ -114,7 +114,7 @@ def run_sweep(
         if on_plan is not None:
             on_plan(report.total, report.finished_before)
 
-        tasks = [RunTask(rid, cfg, str(work / rid), sweep.checkpoint_every) for rid, cfg in pending]
+        tasks = [RunTask(rid, cfg, str(work / rid), sweep.checkpoint_every, sweep.compile) for rid, cfg in pending]
 
         def started(run_ids: list[str]) -> None:
             for rid in run_ids:

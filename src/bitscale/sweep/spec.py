@@ -4,6 +4,7 @@ A sweep file is TOML:
 
     name = "paper-width"                 # default: the file's stem
     checkpoint_every = 200               # training-state checkpoint interval in steps (default: eval_every)
+    compile = true                       # LM sweeps: torch.compile the decoder blocks (speed only; see train.speed)
 
     [base]                               # a full run config (see bitscale.train.run), defaults filled in
     model = { kind = "two_layer", quant = "paper-1bit" }
@@ -201,6 +202,7 @@ class SweepFile(BaseModel):
     description: str = ""
     kind: Literal["regression", "lm"] = "regression"
     checkpoint_every: Optional[int] = Field(None, ge=1, description="steps between training-state checkpoints")
+    compile: bool = Field(False, description="LM sweeps: compile the decoder blocks (a speed setting, not in the ids)")
     base: Annotated[
         Union[Annotated[RunConfig, Tag("regression")], Annotated[LMRunConfig, Tag("lm")]],
         Discriminator(_base_kind),
@@ -214,6 +216,8 @@ class SweepFile(BaseModel):
     def _one_data_design(self) -> "SweepFile":
         if self.tokens_per_param is not None and self.isoflop is not None:
             raise ValueError("tokens_per_param and isoflop both set the data budget; give one of them")
+        if self.compile and self.kind != "lm":
+            raise ValueError("compile: only LM sweeps (kind = \"lm\") compile their models")
         return self
 
     @model_validator(mode="before")
