@@ -222,3 +222,38 @@ def plot_fits(datasets: Sequence[LawData], fits: Sequence[Any], path: str | os.P
     path = Path(path).expanduser()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     return path
+
+
+def plot_isoflop(frame: Any, profiles: Sequence[Any], path: str | os.PathLike, *, label: str = "label",
+                 budget: str = "budget", N: str = "N", loss: str = "loss", title: str | None = None) -> Path:
+    """IsoFLOP profiles: one panel per label, loss against N for each budget (points and the fitted
+    parabola in ln N, `laws.isoflop.Profile`), the vertex starred when trusted and hollow when flagged."""
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure
+
+    labels = list(dict.fromkeys(p.label for p in profiles))
+    if not labels:
+        raise LawDataError("plot: no isoFLOP profiles to plot")
+    budgets = sorted({p.budget for p in profiles})
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(4.2 * len(labels), 4.2))
+    axes = fig.subplots(1, len(labels), sharey=True, squeeze=False)[0]
+    for ax, lab in zip(axes, labels):
+        for p in (q for q in profiles if q.label == lab):
+            color = colors[budgets.index(p.budget) % len(colors)]
+            rows = frame[(frame[label].astype(str) == lab) & (frame[budget] == p.budget)]
+            ax.plot(rows[N], rows[loss], "o", color=color, label=f"C = {p.budget:.2g}")
+            xs = np.linspace(np.log(p.sizes[0]), np.log(p.sizes[1]), 50)
+            ax.plot(np.exp(xs), p.curvature * (xs - np.log(p.N_opt)) ** 2 + p.loss_opt, "-", color=color, lw=1)
+            ax.plot([p.N_opt], [p.loss_opt], "*" if p.trusted else "x", color=color, ms=11)
+        ax.set_xscale("log")
+        ax.set_title(lab, fontsize=9)
+        ax.set_xlabel(N)
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel(loss)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    path = Path(path).expanduser()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    return path
