@@ -28,6 +28,9 @@ import torch
 from torch import nn
 
 AUTOCAST_MODES = ("auto", "off", "bf16")
+# What a failed compilation raises (inductor's errors, a missing C++ compiler among them, derive from it);
+# any other error is the run's own and propagates.
+COMPILE_ERRORS = (torch._dynamo.exc.TorchDynamoException,)
 
 
 def autocast_context(mode: str, device: torch.device) -> Callable[[], ContextManager]:
@@ -67,7 +70,7 @@ def first_step_with_fallback(step: Callable[[], torch.Tensor], blocks: list[nn.M
     """
     try:
         return step()
-    except Exception as e:  # a missing compiler, an unsupported op: the eager path trains the same run
+    except COMPILE_ERRORS as e:  # a missing compiler, an unsupported op: the eager path trains the same run
         if not blocks:
             raise
         uncompile(blocks)
