@@ -225,7 +225,8 @@ def plot_fits(datasets: Sequence[LawData], fits: Sequence[Any], path: str | os.P
 
 
 def plot_isoflop(frame: Any, profiles: Sequence[Any], path: str | os.PathLike, *, label: str = "label",
-                 budget: str = "budget", N: str = "N", loss: str = "loss", title: str | None = None) -> Path:
+                 budget: str = "budget", N: str = "N", loss: str = "loss", title: str | None = None,
+                 ylabel: str | None = None) -> Path:
     """IsoFLOP profiles: one panel per label, loss against N for each budget (points and the fitted
     parabola in ln N, `laws.isoflop.Profile`), the vertex starred when trusted and hollow when flagged."""
     from matplotlib import rcParams
@@ -251,7 +252,7 @@ def plot_isoflop(frame: Any, profiles: Sequence[Any], path: str | os.PathLike, *
         ax.set_xlabel(N)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)
-    axes[0].set_ylabel(loss)
+    axes[0].set_ylabel(ylabel or loss)
     if title:
         fig.suptitle(title, fontsize=9)
     path = Path(path).expanduser()
