@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bootstrap_fit.py
 	$(PY) benchmarks/catch_up_fit.py
 	$(PY) benchmarks/packed_kernels.py
+	$(PY) benchmarks/lm_throughput.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -228,7 +228,7 @@ def plot_isoflop(frame: Any, profiles: Sequence[Any], path: str | os.PathLike, *
                  budget: str = "budget", N: str = "N", loss: str = "loss", title: str | None = None,
                  ylabel: str | None = None) -> Path:
     """IsoFLOP profiles: one panel per label, loss against N for each budget (points and the fitted
-    parabola in ln N, `laws.isoflop.Profile`), the vertex starred when trusted and hollow when flagged."""
+    parabola in ln N, `laws.isoflop.Profile`), the vertex a star when trusted and an x when flagged."""
     from matplotlib import rcParams
     from matplotlib.figure import Figure
 
