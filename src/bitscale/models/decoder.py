@@ -121,7 +121,7 @@ class CausalSelfAttention(nn.Module):
         heads = lambda t: t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # noqa: E731
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if q.device.type == "cpu" and q.dtype != torch.float32:
+        if q.device.type == "cpu" and q.dtype.itemsize < 4:
             # Under CPU autocast: attention in fp32, whose backward is faster than bf16's on a CPU
             # (benchmarks/lm_throughput.py); the result goes back to the autocast dtype.
             with torch.autocast("cpu", enabled=False):

@@ -128,8 +128,9 @@ class BitLinear(nn.Linear):
         if self.norm is None:
             return x
         # Under autocast x can arrive in bf16 (a matmul's output); normalize and quantize it in the
-        # norm's dtype, as nn.RMSNorm's fused kernel wants matching dtypes.
-        return self.norm(x.to(self.norm.weight.dtype))
+        # norm's wider dtype, as nn.RMSNorm's fused kernel wants matching dtypes.
+        dtype = self.norm.weight.dtype
+        return self.norm(x.to(dtype) if x.dtype.itemsize < dtype.itemsize else x)
 
     def quantized_input(self, x: Tensor) -> Tensor:
         """Q_a(RMSNorm(x)) with the activation STE attached."""

@@ -87,7 +87,11 @@ def compare_frame(runs, *, label: str, size: str, reference: str = "fp32", metri
 
     keys = [c for c in SEED_COLUMNS if c in runs.columns]
     rows: list[dict[str, Any]] = []
-    groups = sorted(runs.groupby(size, sort=True), key=lambda g: float(g[1][n_column].mean()))
+    def by_count(group) -> tuple[bool, float]:  # sizes without a count keep their order, last
+        n = float(group[1][n_column].mean())
+        return (math.isnan(n), 0.0 if math.isnan(n) else n)
+
+    groups = sorted(runs.groupby(size, sort=True), key=by_count)
     for size_value, at_size in groups:
         stats = {name: _stats(g[metric].to_numpy(dtype=float)) for name, g in at_size.groupby(label)}
         ref = stats.get(reference)
