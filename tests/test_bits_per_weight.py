@@ -19,7 +19,8 @@ from bitscale.data.tokenizers import ByteTokenizer
 from bitscale.kernels import formats
 from bitscale.models.decoder import Decoder
 from bitscale.nn import BitLinear, summary
-from bitscale.nn.packed import load_packed_model, packed_layers
+from bitscale.nn.packed import packed_layers
+from bitscale.runs import load_packed
 from bitscale.sweep.executors import SerialExecutor
 from bitscale.sweep.runner import run_sweep
 from bitscale.sweep.spec import load_sweep
@@ -79,7 +80,7 @@ def test_summary_store_and_pack_agree(tmp_path, cli, quant):
     assert code == 0, err
     printed = re.search(r"\(([\d.]+) storage bits/weight", stdout)
     assert printed and printed[1] == f"{size.storage_bits_per_weight:.4f}"
-    layers = packed_layers(load_packed_model(out)).values()
+    layers = packed_layers(load_packed(out)).values()
     assert {m.format for m in layers} == {FORMAT[quant]} and len(layers) == 7
     n = sum(m.out_features * m.in_features for m in layers)
     from_file = sum(m.packed_weight().bits_per_weight * m.out_features * m.in_features for m in layers) / n

@@ -9,7 +9,7 @@ from bitscale.data.tokenizers import ByteTokenizer
 from bitscale.kernels.packfile import file_metadata
 from bitscale.models.decoder import Decoder, DecoderConfig
 from bitscale.nn import PackedBitLinear
-from bitscale.nn.packed import load_packed_lm, load_packed_model
+from bitscale.runs import load_packed, load_packed_lm
 
 
 def lm_run(tmp_path, quant="bitnet-b1.58"):
@@ -52,7 +52,7 @@ def test_pack_regression_run_into_a_directory(cli, tmp_path):
     code, stdout, err = cli("pack", run, out, "--format", "ternary2")
     assert code == 0, err
     assert "packed 2 layers (binary), left 1 BitLinear in full precision (head: weight scheme 'fp32'" in stdout
-    model = load_packed_model(out / "model.packed.safetensors")
+    model = load_packed(out / "model.packed.safetensors")
     assert sum(isinstance(x, PackedBitLinear) for x in model.modules()) == 2
     assert model(torch.randn(3, 8)).shape == (3,)
 

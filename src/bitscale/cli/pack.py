@@ -20,7 +20,8 @@ def pack_command(
     """Pack a run's ternary / binary BitLinear layers (int8 or binary activations) into one packed
     safetensors file and print its size against fp32 and the packed layers' storage bits per weight."""
     from ..kernels.packfile import PackedFileError
-    from ..nn.packed import load_run_dir, pack, packed_layers, save_packed_model, skipped_layers
+    from ..nn.packed import pack, packed_layers, save_packed_model, skipped_layers
+    from ..runs import load_run_dir
 
     if ternary_format not in ("ternary-b3", "ternary2"):
         fail(f"--format: expected ternary-b3 or ternary2, got {ternary_format!r}")

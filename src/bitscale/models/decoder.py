@@ -175,7 +175,21 @@ class Decoder(nn.Module):
         cos, sin = rope_tables(cfg.block_size, cfg.head_dim, cfg.rope_base, device=device)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        self.register_load_state_dict_post_hook(Decoder._rope_after_load)
         self._init_weights(seed)
+
+    @staticmethod
+    def _rope_after_load(module: "Decoder", incompatible_keys) -> None:
+        # A model built on the meta device and filled by load_state_dict(assign=True) still has meta
+        # RoPE tables (they are not in any state dict): rebuild them where the embedding now lives.
+        if module.rope_cos.is_meta and not module.tok_emb.weight.is_meta:
+            cfg = module.cfg
+            module.rope_cos, module.rope_sin = rope_tables(cfg.block_size, cfg.head_dim, cfg.rope_base,
+                                                           module.tok_emb.weight.device)
+
+    def packed_spec(self) -> dict:
+        """The metadata a packed file stores to rebuild this model (`bitscale.runs.build_skeleton`)."""
+        return {"kind": "decoder", "config": self.cfg.model_dump(mode="json")}
 
     def _apply(self, fn, recurse=True):
         # .to(dtype) / .half() would round the RoPE tables: rebuild them in fp32 on the new device.

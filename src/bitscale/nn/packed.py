@@ -16,9 +16,9 @@ ternary kernel), full-precision, int4 or atom activations, and group-wise scales
 says why for a given layer.
 
 `save_packed_model(model, path)` writes a packed model to one packed file (`bitscale.kernels.packfile`);
-`load_packed_model(path)` rebuilds it with the packed layers constructed directly from their packed
-bytes: the model skeleton is built on the meta device, so no full-precision weight of a packed layer is
-ever allocated.
+`load_packed_model(path, skeleton)` fills a model skeleton, with the packed layers constructed directly
+from their packed bytes: built on the meta device, the skeleton never allocates a full-precision weight
+of a packed layer. Which skeleton a file describes is known above this layer (`bitscale.runs.load_packed`).
 
 The kernel modules (and numba behind them) are imported on first use, not when bitscale.nn is imported.
 """
@@ -254,18 +254,16 @@ def skipped_layers(model: nn.Module) -> dict[str, str]:
 
 def save_packed_model(model: nn.Module, path, *, spec: "dict[str, Any] | None" = None):
     """Write a packed model (after `pack(model)`) to the packed file `path`: the packed layers' codes and
-    scales, every other state_dict tensor as is, and `spec` (how to rebuild the model: see
-    `load_packed_model`; for a Decoder it defaults to {"kind": "decoder", "config": ...})."""
+    scales, every other state_dict tensor as is, and `spec`: the metadata that rebuilds the model
+    (`bitscale.runs.load_packed`). It defaults to the model's own `packed_spec()` when it has one (a
+    Decoder does: {"kind": "decoder", "config": ...}), else to none."""
     from ..kernels.packfile import save_packed
 
     layers = packed_layers(model)
     if not layers:
         raise ValueError("save_packed_model: the model has no PackedBitLinear layer; call pack(model) first")
-    if spec is None:
-        from ..models.decoder import Decoder
-
-        if isinstance(model, Decoder):
-            spec = {"kind": "decoder", "config": model.cfg.model_dump(mode="json")}
+    if spec is None and callable(getattr(model, "packed_spec", None)):
+        spec = model.packed_spec()
     claimed = set()
     packed, attrs = {}, {}
     for name, layer in layers.items():
@@ -281,45 +279,22 @@ def save_packed_model(model: nn.Module, path, *, spec: "dict[str, Any] | None" =
     return save_packed(path, packed, tensors, metadata=spec or {}, layer_attrs=attrs)
 
 
-def _skeleton(spec: dict) -> nn.Module:
-    """The model described by a packed file's `model` metadata, built on the meta device."""
-    kind = spec.get("kind")
-    if kind in ("decoder", "lm"):
-        from ..models.decoder import Decoder, DecoderConfig
-
-        if kind == "lm":
-            from ..train.lm_config import LMRunConfig
-
-            cfg = LMRunConfig.model_validate(spec["run_config"]).model
-        else:
-            cfg = DecoderConfig.model_validate(spec["config"])
-        return Decoder(cfg, device="meta")
-    if kind == "regression":
-        from ..train.run import RunConfig, build_model
-
-        cfg = RunConfig.model_validate(spec["run_config"])
-        with torch.device("meta"):
-            return build_model(cfg.model, cfg.task.d, cfg.train.seed)
-    raise ValueError(f"model kind {kind!r} unknown; pass a model skeleton to load_packed_model")
-
-
-def load_packed_model(path, model: nn.Module | None = None, *, backend: str = "auto") -> nn.Module:
+def load_packed_model(path, model: nn.Module, *, backend: str = "auto") -> nn.Module:
     """Load a packed file written by `save_packed_model` (every tensor verified first, see
-    `bitscale.kernels.packfile.load_packed`) into a model in eval mode on the CPU.
+    `bitscale.kernels.packfile.load_packed`) into `model`, returned in eval mode on the CPU.
 
-    `model` is the skeleton to fill (ideally built on the meta device); by default it is rebuilt on the
-    meta device from the file's metadata (a Decoder, an LM run or a regression run). The packed layers are
-    built from their packed bytes; the full-precision tensors are assigned from the file.
+    `model` is the skeleton to fill, ideally built on the meta device; `bitscale.runs.load_packed(path)`
+    builds it from the file's metadata. The packed layers are built from their packed bytes; the
+    full-precision tensors are assigned from the file, and a module's non-persistent buffers are its own
+    to rebuild (a Decoder rebuilds its RoPE tables when its state is loaded).
     """
     from ..kernels.formats import PackedWeight
     from ..kernels.packfile import PackedFileError, load_packed
 
-    pf = load_packed(path)
     if model is None:
-        try:
-            model = _skeleton(pf.metadata)
-        except (ValueError, KeyError, TypeError) as e:
-            raise PackedFileError(f"{path}: cannot rebuild the model: {str(e).splitlines()[0]}") from None
+        raise ValueError("load_packed_model: pass the model skeleton to fill; "
+                         "bitscale.runs.load_packed(path) rebuilds it from the file's metadata")
+    pf = load_packed(path)
     state: dict[str, Tensor] = dict(pf.tensors)
     for name, pw in pf.layers.items():
         attrs = pf.layer_attrs.get(name, {})
@@ -351,11 +326,6 @@ def load_packed_model(path, model: nn.Module | None = None, *, backend: str = "a
         raise PackedFileError(f"{path}: tensor {result.missing_keys[0]!r}: missing from the file")
     if result.unexpected_keys:
         raise PackedFileError(f"{path}: tensor {result.unexpected_keys[0]!r}: not a tensor of the model")
-    from ..models.decoder import Decoder, rope_tables
-
-    if isinstance(model, Decoder) and model.rope_cos.is_meta:
-        cfg = model.cfg
-        model.rope_cos, model.rope_sin = rope_tables(cfg.block_size, cfg.head_dim, cfg.rope_base, device="cpu")
     for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
         for name, t in items:
             if t.is_meta:
@@ -363,75 +333,9 @@ def load_packed_model(path, model: nn.Module | None = None, *, backend: str = "a
     return model.eval()
 
 
-# -- run directories ---------------------------------------------------------------------------------
-
-
-def load_run_dir(directory) -> "tuple[nn.Module, dict[str, Any]]":
-    """(model, spec) of an LM run directory (`bitscale lm --out`) or a regression run directory
-    (`bitscale train --out`); `spec` is the packed file's `model` metadata that rebuilds it (the run
-    config, and for a BPE LM the tokenizer JSON). ValueError (one line) when it is neither."""
-    import json
-    from pathlib import Path
-
-    from pydantic import ValidationError
-
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ValueError(f"{directory}: no such directory")
-    for name in ("config.json", "model.safetensors"):
-        if not (directory / name).is_file():
-            raise ValueError(f"{directory}: missing {name} (not a run directory of `bitscale lm --out` or `bitscale train --out`)")
-    try:
-        raw = json.loads((directory / "config.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{directory}/config.json: not JSON ({e})") from None
-    try:
-        if isinstance(raw, dict) and raw.get("kind") == "lm":
-            from ..data.tokenizers import BPETokenizer
-            from ..train.lm_files import load_lm
-
-            model, tokenizer, cfg = load_lm(directory)
-            spec = {"kind": "lm", "run_config": cfg.model_dump(mode="json")}
-            if isinstance(tokenizer, BPETokenizer):
-                spec["tokenizer"] = tokenizer.to_json()
-            return model, spec
-        from ..train.checkpoint import load_model
-        from ..train.run import RunConfig
-
-        cfg = RunConfig.model_validate(raw)
-        model, cfg = load_model(directory)
-        return model.eval(), {"kind": "regression", "run_config": cfg.model_dump(mode="json")}
-    except ValidationError as e:
-        raise ValueError(f"{directory}/config.json: not a run config ({str(e).splitlines()[0]})") from None
-    except RuntimeError as e:  # state_dict that does not fit the config
-        raise ValueError(f"{directory}/model.safetensors: does not match config.json ({str(e).splitlines()[0]})") from None
-
-
-def load_packed_lm(path, *, backend: str = "auto"):
-    """(model, tokenizer, LMRunConfig) of a packed LM file written by `bitscale pack` from an LM run."""
-    from ..data.tokenizers import BPETokenizer, ByteTokenizer
-    from ..kernels.packfile import PackedFileError, file_metadata
-    from ..train.lm_config import LMRunConfig
-
-    spec = file_metadata(path)["model"]
-    if spec.get("kind") != "lm":
-        raise PackedFileError(f"{path}: not a packed LM (model kind {spec.get('kind')!r})")
-    cfg = LMRunConfig.model_validate(spec["run_config"])
-    model = load_packed_model(path, backend=backend)
-    if cfg.data.tokenizer == "byte":
-        tokenizer = ByteTokenizer()
-    else:
-        import tokenizers
-
-        tokenizer = BPETokenizer(tokenizers.Tokenizer.from_str(spec["tokenizer"]))
-    return model, tokenizer, cfg
-
-
 __all__ = [
     "PackedBitLinear",
-    "load_packed_lm",
     "load_packed_model",
-    "load_run_dir",
     "pack",
     "packed_layers",
     "save_packed_model",
