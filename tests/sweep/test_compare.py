@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from bitscale.laws import LawDataError
-from bitscale.sweep.compare import compare_frame, compare_runs, to_markdown
+from bitscale.sweep.compare import CompareError, compare_frame, compare_runs, to_markdown
 from bitscale.sweep.store import Store
 
 # (width, quant, seed) -> final test loss
@@ -87,7 +86,7 @@ def test_a_size_named_by_several_columns_is_ordered_by_parameter_count(tmp_path)
     t = compare_runs(path, size="model.n_layer,model.d_model")
     assert list(t["size"].drop_duplicates()) == ["2x8", "4x8", "2x16"]
     assert list(t.loc[t["label"] == "bitnet", "gap"]) == [pytest.approx(0.5)] * 3
-    with pytest.raises(LawDataError, match="size: unknown column 'model.depth'"):
+    with pytest.raises(CompareError, match="size: unknown column 'model.depth'"):
         compare_runs(path, size="model.n_layer,model.depth")
 
 
@@ -104,5 +103,5 @@ def test_bad_columns_give_one_line_and_exit_2(store, cli, args, message):
 def test_a_missing_store_is_refused(cli, tmp_path):
     code, _, err = cli("compare", "--store", tmp_path / "none.db")
     assert code == 2 and "no such store" in err
-    with pytest.raises(LawDataError):
+    with pytest.raises(CompareError):
         compare_runs(tmp_path / "none.db")

@@ -208,14 +208,13 @@ def compare_command(
 ) -> None:
     """Each variant's loss at each size, over seeds, and its gap to the reference (e.g. ternary vs fp32)."""
     from ..atomic import atomic_write
-    from ..laws import LawDataError
-    from ..sweep.compare import compare_runs, plot_comparison, to_markdown
+    from ..sweep.compare import CompareError, compare_runs, plot_comparison, to_markdown
 
     if not store.exists():
         fail(f"{store}: no such store")
     try:
         table = compare_runs(store, sweep=sweep, by=by, size=size, reference=reference, metric=metric, n_column=n_column)
-    except LawDataError as e:
+    except CompareError as e:
         fail(" ".join(str(e).split()))
     if json_out:
         print(table.to_json(orient="records", indent=2))

@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..laws.data import LawDataError
-from ..sweep.compare import SEED_COLUMNS, label_variants  # seed columns are not axes: they repeat an experiment
+from ..sweep.compare import SEED_COLUMNS, CompareError, label_variants  # seed columns are not axes: they repeat an experiment
 
 DATA_COLUMNS = ("task.n_train", "train.steps", "train.batch_size")  # columns that set the data budget
 # bookkeeping columns of load_runs: never an axis of the experiment
@@ -177,7 +176,7 @@ def collect(store: str | Path, *, sweep: str | None = None, by: str = "model.qua
             done = label_variants(done, by=by, reference=reference, source=f"{store}: sweep {s['name']!r}",
                                   columns={"--by": by, "--size": size_col, "metric": metric},
                                   reference_flag="--reference")
-        except LawDataError as e:
+        except CompareError as e:
             raise ReportError(str(e)) from None
         varying = _varying(done.drop(columns=["_label"]))
         axes = [c for c in varying if c not in (by, size_col) and c not in SEED_COLUMNS

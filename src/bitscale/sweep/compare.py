@@ -31,7 +31,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..laws.data import LawDataError
+
+class CompareError(ValueError):
+    """Bad input to a comparison (an unknown column, no finished runs, a missing reference): one line."""
+
 
 COLUMNS = ("size", "label", "N", "n", "mean", "std", "min", "max", "gap", "gap_relative", "gap_se", "n_pairs",
            "gap_se_paired")
@@ -42,18 +45,18 @@ def compare_runs(store: "str | Path", *, sweep: "str | None" = None, by: str = "
                  size: str = "model.width", reference: str = "fp32", metric: str = "final_test_loss",
                  n_column: str = "n_params_non_embedding"):
     """The comparison table (a pandas DataFrame with COLUMNS) of the done runs in `store`; see the module
-    docstring. Raises LawDataError with one line for an unknown column, no done runs, or a reference
+    docstring. Raises CompareError with one line for an unknown column, no done runs, or a reference
     label that is not in the data."""
     from .store import StoreError, load_runs
 
     try:
         runs = load_runs(store, sweep)
     except StoreError as e:
-        raise LawDataError(str(e)) from None
+        raise CompareError(str(e)) from None
     source = f"{store}" + (f" (sweep {sweep!r})" if sweep else "")
     runs = runs[runs["status"] == "done"]
     if runs.empty:
-        raise LawDataError(f"{source}: no runs with status 'done' to compare")
+        raise CompareError(f"{source}: no runs with status 'done' to compare")
     size_columns = [c.strip() for c in size.split(",")]
     runs = label_variants(runs, by=by, reference=reference, source=source,
                           columns={"by": by, "metric": metric, "n-column": n_column})
@@ -68,13 +71,13 @@ def label_variants(runs, *, by: str, reference: str, source: str, columns: dict[
                    reference_flag: str = "reference"):
     """`runs` with a `_label` column (label_of each run's `by` value), after checking that every column
     named in `columns` ({flag: column}) exists and that `reference` is one of the labels; else
-    LawDataError with one line naming `source` and the flag."""
+    CompareError with one line naming `source` and the flag."""
     for flag, column in columns.items():
         if column not in runs.columns:
-            raise LawDataError(f"{source}: {flag}: unknown column {column!r}; available: {', '.join(map(str, runs.columns))}")
+            raise CompareError(f"{source}: {flag}: unknown column {column!r}; available: {', '.join(map(str, runs.columns))}")
     runs = runs.assign(_label=runs[by].map(label_of))
     if reference not in set(runs["_label"]):
-        raise LawDataError(f"{source}: {reference_flag} {reference!r} is not a value of {by} "
+        raise CompareError(f"{source}: {reference_flag} {reference!r} is not a value of {by} "
                            f"(values: {', '.join(sorted(set(runs['_label'])))})")
     return runs
 
