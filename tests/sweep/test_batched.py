@@ -290,3 +290,21 @@ def test_checkpoint_of_another_group_is_ignored(tmp_path):
         results = train_batched(others, checkpoint_path=path, checkpoint_every=5)
     for cfg, result in zip(others, results):
         assert_same(result, run(cfg)[2])
+
+
+def test_a_new_quantizer_field_splits_the_quantizer_segments_without_being_listed():
+    """Two members that differ only in a field QuantConfig does not have yet get separate quantizers."""
+    from bitscale.quant import QuantConfig
+    from bitscale.sweep.batched.quantizers import act_key, segments, weight_key
+
+    class QuantConfigWithClip(QuantConfig):  # a future field that changes the quantizer
+        weight_clip: float = 1.0
+
+    base = QuantConfigWithClip(weight="ternary", act="int8")
+    other = QuantConfigWithClip(weight="ternary", act="int8", weight_clip=0.5)
+    quants = [base, base, other]
+    assert segments([weight_key(q) for q in quants], quants) == [(0, 2, base), (2, 3, other)]
+    assert len(segments([act_key(q) for q in quants], quants)) == 2
+    # full-precision weights need no quantizer: every fp32-weight member shares one segment
+    fp_a, fp_b = QuantConfig(weight="fp32", act="int8"), QuantConfig(weight="fp32", act="binary")
+    assert weight_key(fp_a) == weight_key(fp_b) == "fp32" and act_key(fp_a) != act_key(fp_b)

@@ -21,16 +21,21 @@ from ...quant import QuantConfig, fake_quantize_act, fake_quantize_weight, strai
 GRAIN_SIZE = 32768
 
 
+def quantizer_key(q: QuantConfig) -> str:
+    """The whole canonical config (every field, sorted): members share a quantizer only when all of it
+    agrees, so a field added to QuantConfig splits them without being listed anywhere here."""
+    return json.dumps(q.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
 def weight_key(q: QuantConfig) -> str:
-    if q.weight == "fp32":
-        return "fp32"
-    return json.dumps([q.weight, q.granularity, q.group_size, q.center, q.eps, q.ste, q.ste_clip])
+    """Members with equal keys quantize their weights alike: all fp32 weights (no quantizer at all), or
+    the same whole config."""
+    return "fp32" if q.weight == "fp32" else quantizer_key(q)
 
 
 def act_key(q: QuantConfig) -> str:
-    if q.act == "fp32":
-        return "fp32"
-    return json.dumps([q.act, q.act_group_size, q.atom_outliers, q.eps, q.act_ste, q.ste_clip])
+    """As weight_key, for the activations."""
+    return "fp32" if q.act == "fp32" else quantizer_key(q)
 
 
 def segments(keys: list[str], quants: list[QuantConfig]) -> list[tuple[int, int, QuantConfig]]:
