@@ -78,3 +78,20 @@ def test_the_checker_sees_relative_function_level_and_importlib_imports():
               "from bitscale import models\nimport bitscale.laws.fit\nfrom .. import report\n")
     assert imported_layers(source, Path("nn/probe.py")) == [
         (2, "train"), (4, "sweep"), (5, "nn"), (6, "models"), (7, "laws"), (8, "report")]
+
+
+def test_no_module_imports_another_packages_private_names():
+    """`from <another package> import _name` reaches into that package's internals: make it public."""
+    private = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        own = _layer_of(relative)
+        for node in ast.walk(ast.parse(path.read_text(), str(relative))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            lines = imported_layers(ast.unparse(node), relative)
+            layer = lines[0][1] if lines else None
+            for alias in node.names:
+                if layer not in (None, own) and alias.name.startswith("_") and not alias.name.startswith("__"):
+                    private.append(f"{relative}:{node.lineno} imports {alias.name} from {layer}")
+    assert not private, "\n".join(private)

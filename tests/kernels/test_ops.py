@@ -195,7 +195,7 @@ def test_fallback_without_numba_gives_identical_results(monkeypatch):
         x = torch.randn(5, 300, generator=gen(1))
         scale = torch.rand(37, generator=gen(2))
         cases.append((w, x, scale, act, packed_linear(x, w, scale, act=act, backend="numba")))
-    monkeypatch.setattr(ops, "_numba", lambda: None)
+    monkeypatch.setattr(ops, "numba_module", lambda: None)
     assert available_backends() == ["reference"]
     for w, x, scale, act, fast in cases:
         assert torch.equal(packed_linear(x, w, scale, act=act), fast)

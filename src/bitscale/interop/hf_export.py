@@ -28,7 +28,7 @@ import torch
 
 from ..atomic import atomic_write, atomic_write_json
 from ..models.decoder import Decoder
-from ..quant.weights import _codes_in_view
+from ..quant.weights import weight_codes
 from .hf_layout import (
     BLOCK_GAIN,
     GAIN_SHIFT,
@@ -64,7 +64,7 @@ def ternary_codes_and_scale(weight: torch.Tensor, eps: float) -> tuple[torch.Ten
     """(int8 codes, fp32 weight_scale of shape (1,)) with exactly the arithmetic of our BitLinear:
     codes = RoundClip(W / gamma, -1, 1), weight_scale = 1 / gamma, so that codes / weight_scale is
     the fake-quantized weight our forward pass multiplies by (and transformers divides by weight_scale)."""
-    codes, inv = _codes_in_view(weight.detach(), "ternary", "tensor", None, True, eps)
+    codes, inv = weight_codes(weight.detach(), "ternary", "tensor", None, True, eps)
     return codes.to("cpu", torch.int8), inv.reshape(1).to("cpu", torch.float32)
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from ..models.decoder import Decoder, DecoderConfig, rope_tables
 from ..nn.quantize import quantize_
 from ..quant import QuantConfig, resolve_config
-from ..quant.weights import _codes_in_view
+from ..quant.weights import weight_codes
 from .hf_layout import (
     BLOCK_GAIN,
     GAIN_SHIFT,
@@ -50,7 +50,7 @@ def latent_from_codes(codes: Tensor, weight_scale: float, eps: float = HF_ACT_EP
     magnitude = (1.0 / target) * (codes.numel() / nonzero)
     for _ in range(32):
         w = codes * magnitude
-        _, inv = _codes_in_view(w, "ternary", "tensor", None, True, eps)
+        _, inv = weight_codes(w, "ternary", "tensor", None, True, eps)
         if inv == target:
             break
         # inv too large: mean|W| too small, so grow the magnitude (and the reverse), one ulp at a time.

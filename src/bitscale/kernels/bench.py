@@ -117,7 +117,7 @@ def machine_info() -> dict:
                     break
     except OSError:  # pragma: no cover - not Linux
         pass
-    cpu = ops._numba()
+    cpu = ops.numba_module()
     if cpu is not None:
         import numba
 
@@ -141,7 +141,7 @@ def measure_bandwidth(buffer_mib: int = 1024, repeat: int = 5) -> Bandwidth:
     buf.sum()
     torch_s = _median_time(buf.sum, repeat)
     numba_gbps = None
-    cpu = ops._numba()
+    cpu = ops.numba_module()
     if cpu is not None:
         words = buf.numpy().view("uint64")
         cpu.stream_sum(words)
@@ -195,7 +195,7 @@ def bench_shape(
         del w32
     gc.collect()
     scale = torch.tensor(0.02)
-    resolved = "numba" if (backend != "reference" and ops._numba() is not None) else "reference"
+    resolved = "numba" if (backend != "reference" and ops.numba_module() is not None) else "reference"
 
     rows: list[BenchRow] = []
     for batch in batches:
@@ -261,9 +261,9 @@ def run_benchmark(
     if repeat < 1:
         raise ValueError(f"repeat: expected a positive integer, got {repeat}")
     first_call = None
-    cpu = ops._numba() if backend != "reference" else None
+    cpu = ops.numba_module() if backend != "reference" else None
     if backend == "numba" and cpu is None:
-        ops._resolve("numba")  # raises the backend's error
+        ops.resolve_backend("numba")  # raises the backend's error
     if cpu is not None:
         start = time.perf_counter()
         cpu.warm_up()

@@ -29,7 +29,7 @@ _cpu_error: "str | None" = None
 _cpu_loaded = False
 
 
-def _numba():
+def numba_module():
     """The numba kernel module `bitscale.kernels.cpu`, or None when numba is unavailable (imported once)."""
     global _cpu_module, _cpu_error, _cpu_loaded
     if not _cpu_loaded:
@@ -43,7 +43,7 @@ def _numba():
 
 def available_backends() -> list[str]:
     """The backends that can run here, fastest first: ["numba", "reference"] or ["reference"]."""
-    return (["numba"] if _numba() is not None else []) + ["reference"]
+    return (["numba"] if numba_module() is not None else []) + ["reference"]
 
 
 class KernelWeights:
@@ -105,12 +105,12 @@ def _check_backend(backend: str) -> None:
         raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
-def _resolve(backend: str, *tensors: Tensor):
+def resolve_backend(backend: str, *tensors: Tensor):
     """The numba module for this call, or None for the reference."""
     _check_backend(backend)
     if backend == "reference":
         return None
-    cpu = _numba()
+    cpu = numba_module()
     on_cpu = all(t.device.type == "cpu" for t in tensors)
     if backend == "numba":
         if cpu is None:
@@ -189,7 +189,7 @@ def int_matmul(x_codes: Tensor, w: KernelWeights, *, backend: str = "auto") -> T
     if not isinstance(x_codes, Tensor) or x_codes.dtype != torch.int8:
         raise ValueError(f"x_codes: expected an int8 tensor, got {getattr(x_codes, 'dtype', type(x_codes).__name__)}")
     _check_rows(x_codes, w, "x_codes")
-    cpu = _resolve(backend, x_codes, w.packed)
+    cpu = resolve_backend(backend, x_codes, w.packed)
     rows = x_codes.reshape(-1, w.in_features)
     if cpu is None:
         out = reference.int8_matmul(rows, w.packed, w.kind, w.in_features)
@@ -207,7 +207,7 @@ def xnor_matmul(x: Tensor, w: KernelWeights, *, backend: str = "auto") -> Tensor
     if not isinstance(x, Tensor) or x.dtype == torch.bool or x.is_complex():
         raise ValueError(f"x: expected a real tensor, got {getattr(x, 'dtype', type(x).__name__)}")
     _check_rows(x, w, "x")
-    cpu = _resolve(backend, x, w.packed)
+    cpu = resolve_backend(backend, x, w.packed)
     rows = x.reshape(-1, w.in_features)
     if cpu is None:
         out = reference.xnor_matmul(rows, w.packed, w.in_features)

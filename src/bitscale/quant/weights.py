@@ -130,10 +130,12 @@ def _codes_and_inverse_scale(
     return (v * inv).round().clamp(-q, q), inv
 
 
-def _codes_in_view(
+def weight_codes(
     w: Tensor, scheme: str, granularity: str, group_size: int | None, center: bool, eps: float
 ) -> tuple[Tensor, Tensor]:
-    """Codes and 1/s over the whole tensor (per tensor) or over the (rows, groups, group) view."""
+    """(codes, 1/s) as float tensors: over the whole tensor when per tensor (1/s a scalar), else over the
+    (rows, groups, group) view of `_grouped`. The building block of `quantize_weight` and
+    `fake_quantize_weight`, public for code that needs the raw codes and inverse scale (HF interop)."""
     if granularity == "tensor":
         return _codes_and_inverse_scale(w, scheme, True, None, center, eps)
     view, counts = _grouped(w, granularity, group_size)
@@ -153,7 +155,7 @@ def quantize_weight(
     if scheme == "fp32":
         raise ValueError("weight: scheme 'fp32' has no integer codes")
     w = w.detach()
-    codes, inv = _codes_in_view(w, scheme, granularity, group_size, center, eps)
+    codes, inv = weight_codes(w, scheme, granularity, group_size, center, eps)
     if granularity == "tensor":
         return QuantizedWeight(codes.to(torch.int8), (1.0 / inv).reshape(()), scheme, granularity, None)
     rows, groups = codes.shape[0], codes.shape[1]
@@ -176,6 +178,6 @@ def fake_quantize_weight(
     _check(scheme, granularity)
     if scheme == "fp32":
         return w
-    codes, inv = _codes_in_view(w, scheme, granularity, group_size, center, eps)
+    codes, inv = weight_codes(w, scheme, granularity, group_size, center, eps)
     out = codes if scheme == "sign" else codes / inv
     return out if granularity == "tensor" else _ungrouped(out, w)

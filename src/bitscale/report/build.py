@@ -17,7 +17,7 @@ from typing import Any
 
 from ..atomic import atomic_write
 from . import commands, figures, findings, html
-from .collect import ReportError, Slice, SweepData, _fmt_value, collect, finite
+from .collect import ReportError, Slice, SweepData, fmt_value, collect, finite
 from .fits import AUTO, SweepFits, fit_sweep, to_json
 from .theory import TheoryData, load_theory, untested_claims
 
@@ -54,7 +54,7 @@ def _slice_table(sweep: SweepData, s: Slice) -> str:
         half = _t95(r.n) * r.std / math.sqrt(r.n) if r.n > 1 else math.nan
         ci = "–" if not math.isfinite(half) else f"[{findings.num(r.mean - half)}, {findings.num(r.mean + half)}]"
         tr = train.get((r.size, r.label), {})
-        rows.append([_fmt_value(r.size), r.label, f"{r.N:,.0f}", r.n, findings.num(r.mean), findings.num(r.std), ci,
+        rows.append([fmt_value(r.size), r.label, f"{r.N:,.0f}", r.n, findings.num(r.mean), findings.num(r.std), ci,
                      f"{findings.num(r.min)} – {findings.num(r.max)}",
                      "–" if math.isnan(r.gap) else findings.pm(r.gap, r.gap_se, "+.4g"),
                      findings.pct(r.gap_relative), findings.num(tr.get("mean"))])
@@ -84,7 +84,7 @@ def _sweep_section(sweep: SweepData, fits: SweepFits | None, claims: list[findin
     top = html.Section(f"sweep-{a}", f"Sweep {sweep.name}")
 
     overview = findings.overview_sentences(sweep)
-    axes_rows = [[k, ", ".join(_fmt_value(x) for x in v)] for k, v in sweep.varying.items()]
+    axes_rows = [[k, ", ".join(fmt_value(x) for x in v)] for k, v in sweep.varying.items()]
     top.children.append(html.Section(f"{a}-run", "What was run", [
         html.bullets(overview),
         html.table(["varying config column", "values"], axes_rows, "Columns of the stored configs that vary "

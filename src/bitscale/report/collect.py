@@ -48,7 +48,7 @@ class Slice:
 
     @property
     def title(self) -> str:
-        return ", ".join(f"{k} = {_fmt_value(v)}" for k, v in self.key.items()) or "all runs"
+        return ", ".join(f"{k} = {fmt_value(v)}" for k, v in self.key.items()) or "all runs"
 
 
 @dataclass
@@ -75,17 +75,17 @@ class SweepData:
         return ([self.reference] if self.reference in labels else []) + [x for x in labels if x != self.reference]
 
 
-def _fmt_value(v: Any) -> str:
+def fmt_value(v: Any) -> str:
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return str(v)
 
 
-def _hashable(v: Any) -> Any:
+def hashable_value(v: Any) -> Any:
     if isinstance(v, list):
-        return tuple(_hashable(x) for x in v)
+        return tuple(hashable_value(x) for x in v)
     if isinstance(v, dict):
-        return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
+        return tuple(sorted((k, hashable_value(x)) for k, x in v.items()))
     if isinstance(v, float) and math.isnan(v):
         return None
     return v
@@ -127,7 +127,7 @@ def _varying(done: pd.DataFrame) -> dict[str, list[Any]]:
     for column in done.columns:
         if column in _RUN_COLUMNS or column.startswith("_"):
             continue
-        values = {_hashable(v) for v in done[column]}
+        values = {hashable_value(v) for v in done[column]}
         if len(values) > 1:
             out[column] = sorted(values, key=lambda v: (str(type(v)), v if v is not None else 0))
     return out
@@ -135,8 +135,8 @@ def _varying(done: pd.DataFrame) -> dict[str, list[Any]]:
 
 def _follows(done: pd.DataFrame, column: str, leader: str) -> bool:
     """True when each value of `leader` comes with a single value of `column`."""
-    keys = done[leader].map(_hashable)
-    values = done[column].map(_hashable)
+    keys = done[leader].map(hashable_value)
+    values = done[column].map(hashable_value)
     return bool(pd.DataFrame({"k": keys, "v": values}).groupby("k")["v"].nunique(dropna=False).max() <= 1)
 
 
@@ -184,7 +184,7 @@ def collect(store: str | Path, *, sweep: str | None = None, by: str = "model.qua
         data_axis = next((c for c in DATA_COLUMNS if c in axes), None)
         data = SweepData(s["name"], s["config"], kind, runs, done, counts, by, size_col, reference, metric,
                          n_column, varying, axes, data_axis)
-        groups = done.groupby([done[a].map(_hashable) for a in axes], sort=True) if axes else [((), done)]
+        groups = done.groupby([done[a].map(hashable_value) for a in axes], sort=True) if axes else [((), done)]
         for key, part in groups:
             key = key if isinstance(key, tuple) else (key,)
             part = part.reset_index(drop=True)

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .collect import Slice, SweepData, _fmt_value
+from .collect import Slice, SweepData, fmt_value
 from .fits import SweepFits, holdout_text, interval
 
 HOLDS, FAILS, UNTESTED = "holds", "does not hold", "not tested by this data"
@@ -127,8 +127,8 @@ def gap_claim(sweep: SweepData, s: Slice, label: str) -> Claim:
     se = lambda r: r.gap_se_paired if paired(r) else r.gap_se  # noqa: E731
     b, b_se = slope(np.log2(t["size"].astype(float)), t["gap"].abs())
     kind = f"paired over {int(last.n_pairs)} seeds" if paired(last) else "Welch"
-    evidence = (f"gap {pm(first.gap, se(first))} at {m} = {_fmt_value(first['size'])} → "
-                f"{pm(last.gap, se(last))} at {m} = {_fmt_value(last['size'])} (s.e. {kind}); slope of |gap| "
+    evidence = (f"gap {pm(first.gap, se(first))} at {m} = {fmt_value(first['size'])} → "
+                f"{pm(last.gap, se(last))} at {m} = {fmt_value(last['size'])} (s.e. {kind}); slope of |gap| "
                 f"{pm(b, b_se, '+.3g')} per doubling of {m}")
     if not math.isfinite(se(last)):
         return Claim(CLAIM_GAP, _scope(s, label), UNTESTED,
@@ -188,18 +188,18 @@ def gap_sentences(sweep: SweepData, s: Slice) -> list[str]:
         if n > 1:
             trend = "shrinks" if abs(last.gap) < abs(first.gap) else "grows" if abs(last.gap) > abs(first.gap) else "stays"
             lead += (f"; the gap {trend} from {pm(first.gap, first.gap_se)} ({pct(first.gap_relative)}) at "
-                     f"{m} = {_fmt_value(first['size'])} to {pm(last.gap, last.gap_se)} ({pct(last.gap_relative)}) "
-                     f"at {m} = {_fmt_value(last['size'])}")
+                     f"{m} = {fmt_value(first['size'])} to {pm(last.gap, last.gap_se)} ({pct(last.gap_relative)}) "
+                     f"at {m} = {fmt_value(last['size'])}")
             if n > 2:
                 peak = r.loc[r["gap"].abs().idxmax()]
                 low = r.loc[r["gap"].abs().idxmin()]
-                lead += (f"; the smallest gap is {num(low.gap)} at {m} = {_fmt_value(low['size'])}, the largest "
-                         f"{num(peak.gap)} at {m} = {_fmt_value(peak['size'])}")
+                lead += (f"; the smallest gap is {num(low.gap)} at {m} = {fmt_value(low['size'])}, the largest "
+                         f"{num(peak.gap)} at {m} = {fmt_value(peak['size'])}")
         out.append(lead + ".")
     largest = t[t["size"] == t["size"].max()].sort_values("mean")
     if len(largest) > 1:
         best = largest.iloc[0]
-        out.append(f"At the largest {m} ({_fmt_value(best['size'])}) the lowest mean {metric} is {label_of(best)}'s, "
+        out.append(f"At the largest {m} ({fmt_value(best['size'])}) the lowest mean {metric} is {label_of(best)}'s, "
                    f"{pm(best['mean'], best['std'])} (mean ± std over {int(best['n'])} seeds).")
     return out
 
@@ -221,8 +221,8 @@ def train_claim(sweep: SweepData, s: Slice, label: str) -> Claim:
     first, last = t.iloc[0], t.iloc[-1]
     b, b_se = slope(np.log2(t["size"].astype(float)), np.log(t["mean"]))
     se = math.sqrt(first["std"] ** 2 / first["n"] + last["std"] ** 2 / last["n"])
-    evidence = (f"mean train loss {pm(first['mean'], first['std'])} at {m} = {_fmt_value(first['size'])} → "
-                f"{pm(last['mean'], last['std'])} at {m} = {_fmt_value(last['size'])} (± std over seeds); "
+    evidence = (f"mean train loss {pm(first['mean'], first['std'])} at {m} = {fmt_value(first['size'])} → "
+                f"{pm(last['mean'], last['std'])} at {m} = {fmt_value(last['size'])} (± std over seeds); "
                 f"slope of log loss {pm(b, b_se, '+.3g')} per doubling")
     if not math.isfinite(se):
         return Claim(CLAIM_TRAIN, _scope(s, label), UNTESTED, evidence + "; one seed: no s.e.", test)
@@ -341,7 +341,7 @@ def overview_sentences(sweep: SweepData) -> list[str]:
     out = [f"{len(sweep.runs)} runs ({counts}); {len(sweep.done)} done runs are used.",
            f"Kind: {sweep.kind}. Varying: {axes}.",
            f"Compared: {sweep.by} ({', '.join(sweep.labels)}; reference {sweep.reference}) across "
-           f"{sweep.size} ({', '.join(_fmt_value(v) for v in sorted(sweep.done[sweep.size].unique()))}), "
+           f"{sweep.size} ({', '.join(fmt_value(v) for v in sorted(sweep.done[sweep.size].unique()))}), "
            f"metric {sweep.metric}" + (" (an LM run's test loss is its validation loss)" if sweep.kind == "lm" else "")
            + "."]
     if sweep.slice_axes:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .collect import SweepData, _hashable
+from .collect import SweepData, hashable_value
 
 AUTO = "auto"
 JOINT_VARIABLES = ("P", "Q")
@@ -135,7 +135,7 @@ def fit_sweep(sweep: SweepData, law: str = AUTO, bootstrap: int = 200) -> SweepF
         raise LawDataError(" ".join(str(e).split())) from None
     axes = [a for a in sweep.slice_axes if a != sweep.data_axis]
     done = sweep.done
-    groups = done.groupby([done[a].map(_hashable) for a in axes], sort=True) if axes else [((), done)]
+    groups = done.groupby([done[a].map(hashable_value) for a in axes], sort=True) if axes else [((), done)]
     main, power = [], []
     power_law = "chinchilla" if sweep.data_axis is not None else "power_N"
     for key, part in groups:
