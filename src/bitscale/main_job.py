@@ -92,27 +92,6 @@ def lm_sweep(plan: DemoPlan) -> dict[str, Any]:
     }
 
 
-def _toml(data: dict[str, Any]) -> str:
-    """A sweep dict as TOML (the subset these dicts use: scalars, lists, tables, arrays of tables)."""
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return json.dumps(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        return repr(v)
-
-    lines = [f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, (dict, list))]
-    for section in ("base", "grid"):
-        lines += ["", f"[{section}]"] + [f"{k} = {value(v)}" for k, v in data.get(section, {}).items()]
-    for group in data.get("zip", []):
-        lines += ["", "[[zip]]"] + [f"{k} = {value(v)}" for k, v in group.items()]
-    return "\n".join(lines) + "\n"
-
-
 def run_main_job(plan: DemoPlan, out: "str | Path", *, on_progress: Optional[Event] = None,
                  on_stage: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
     """Run the four steps into `out`; returns {"store", "report", "theory", "sweeps": {name: SweepReport}}."""
@@ -120,6 +99,7 @@ def run_main_job(plan: DemoPlan, out: "str | Path", *, on_progress: Optional[Eve
     from .sweep.executors import BatchedExecutor, ProcessExecutor
     from .sweep.runner import run_sweep
     from .sweep.spec import load_sweep
+    from .sweep.sweep_file import sweep_file_text
     from .theory.study import TheoryConfig, run_study
 
     out = Path(out)
@@ -130,7 +110,7 @@ def run_main_job(plan: DemoPlan, out: "str | Path", *, on_progress: Optional[Eve
     reports = {}
     for sweep_dict, executor in ((width_sweep(plan), BatchedExecutor), (lm_sweep(plan), lambda: ProcessExecutor(2))):
         path = out / f"{sweep_dict['name']}.toml"
-        text = _toml(sweep_dict)
+        text = sweep_file_text(sweep_dict, header="written by `bitscale demo`")
         atomic_write(path, lambda tmp: Path(tmp).write_text(text))
         sweep, specs = load_sweep(path)
         stage(f"{sweep.name}: {len(specs)} runs")

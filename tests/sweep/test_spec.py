@@ -188,3 +188,15 @@ def test_compile_is_a_speed_setting_outside_the_run_ids(tmp_path):
     with pytest.raises(SweepError) as err:  # a regression sweep has nothing to compile
         load_sweep(write(tmp_path, "compile = true\n[grid]\nwidth = [8]\n", "c.toml"))
     assert "compile: only LM sweeps" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_sweep_file_writer_round_trips_every_setting(tmp_path):
+    """sweep_file_text writes each top-level setting of SweepFile (from its fields, not a list)."""
+    from bitscale.sweep.sweep_file import SETTINGS, sweep_file_text
+
+    assert set(SETTINGS) == set(type(load_sweep(write(tmp_path, LM_SIZES))[0]).model_fields) - {"base", "grid", "zip"}
+    sweep, specs = load_sweep(write(tmp_path, 'checkpoint_every = 7\ncompile = true\ntokens_per_param = 4\n' + LM_SIZES))
+    text = sweep_file_text(sweep.model_dump(mode="json"), header="a test")
+    assert text.startswith("# a test\n")
+    again, again_specs = load_sweep(write(tmp_path, text, "again.toml"))
+    assert again == sweep.model_copy(update={"name": again.name}) and [s.id for s in again_specs] == [s.id for s in specs]

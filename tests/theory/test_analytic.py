@@ -129,3 +129,11 @@ def test_errors():
         analytic_ntk(x, quant="sign", method="magic")
     with pytest.raises(ValueError):
         analytic_ntk(x, sphere(3, 5))
+
+
+def test_every_ste_of_quant_has_a_factor():
+    """The rules come from quant.ste (one list); a rule added there without a closed form here fails."""
+    from bitscale.quant.ste import STE_NAMES
+
+    for rule in STE_NAMES:
+        assert ste_factor(rule) > 0

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..atomic import atomic_write
 from . import commands, figures, findings, html
-from .collect import ReportError, Slice, SweepData, fmt_value, collect, finite
+from .collect import ReportError, Slice, SweepData, collect, finite, fmt_value
 from .fits import AUTO, SweepFits, fit_sweep, to_json
 from .theory import TheoryData, load_theory, untested_claims
 

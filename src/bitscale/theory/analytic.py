@@ -27,9 +27,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..quant.ste import STE_NAMES
+
 __all__ = ["AnalyticNTK", "analytic_ntk", "analytic_ntk_info", "ste_factor"]
 
-STE_RULES = ("identity", "clipped", "approx_sign", "relu", "clipped_relu")
+# The rules are quant.ste's: ste_factor has a closed form for each, and a test checks it covers them all.
+STE_RULES = STE_NAMES
 EXACT_MAX_D = 16  # method="auto" enumerates the hypercube up to this dimension
 _BATCHES = 20  # Monte-Carlo standard errors from this many batch means
 
