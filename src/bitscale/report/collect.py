@@ -141,7 +141,10 @@ def _follows(done: pd.DataFrame, column: str, leader: str) -> bool:
 
 
 def default_size(kind: str) -> str:
-    return "model.d_model" if kind == "lm" else "model.width"
+    """The config column that names a model size for runs of `kind` (its record in bitscale.runs.kinds)."""
+    from ..runs.kinds import KINDS
+
+    return KINDS[kind].default_size
 
 
 def compare_table(runs: pd.DataFrame, *, size: str, reference: str, metric: str, n_column: str) -> pd.DataFrame:

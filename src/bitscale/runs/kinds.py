@@ -1,0 +1,87 @@
+"""The kinds of run, one record each: the only list of them in bitscale.
+
+    regression   `bitscale.train.run.RunConfig`: a TwoLayerNet / MLP on a synthetic regression task
+    lm           `bitscale.train.lm_config.LMRunConfig`: a Decoder language model on a text corpus
+
+An LM config carries `kind = "lm"`; a config without a `kind` key is a regression run, so stores and
+sweep files written before LM sweeps existed read unchanged.
+
+A `RunKind` says how to build a run's model without its weights (`skeleton`, on the meta device: what
+accounting counts) and how many samples a run sees. Adding a kind is one record in `KINDS` (see
+docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Union
+
+import torch
+from torch import nn
+
+from ..models.decoder import Decoder
+from ..train.lm_config import LMRunConfig
+from ..train.run import RunConfig, build_model
+
+AnyRunConfig = Union[RunConfig, LMRunConfig]
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """One kind of run: its config class, its model built on the meta device, its samples seen."""
+
+    name: str
+    config_class: type
+    skeleton: Callable[[Any], nn.Module]  # config -> the model, built on the meta device
+    samples_seen: Callable[[Any], int]  # config -> samples seen in training (LM: tokens)
+    default_size: str  # the config column that names a model size (compare, report)
+
+
+def _regression_skeleton(config: RunConfig) -> nn.Module:
+    with torch.device("meta"):
+        return build_model(config.model, config.task.d, config.train.seed)
+
+
+def _regression_samples(config: RunConfig) -> int:
+    batch = config.train.batch_size or config.task.n_train  # full batch when None
+    return config.train.steps * min(batch, config.task.n_train)
+
+
+def _lm_samples(config: LMRunConfig) -> int:
+    return config.train.steps * config.train.batch_size * config.data.block_size
+
+
+KINDS: dict[str, RunKind] = {
+    "regression": RunKind("regression", RunConfig, _regression_skeleton, _regression_samples, "model.width"),
+    "lm": RunKind("lm", LMRunConfig, lambda c: Decoder(c.model, device="meta"), _lm_samples, "model.d_model"),
+}
+
+
+def kind_of(data: Mapping[str, Any]) -> str:
+    """The kind a stored config dict names: its `kind` key when that is a known kind, 'regression'
+    when it has none. An unknown kind is a one-line ValueError naming the kinds that exist."""
+    kind = data.get("kind")
+    if kind is None:
+        return "regression"
+    if kind not in KINDS:
+        raise ValueError(f"kind: unknown kind of run {kind!r}; expected one of {', '.join(KINDS)}")
+    return kind
+
+
+def config_class(kind: str) -> type:
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    return KINDS[kind].config_class
+
+
+def kind_for(config: AnyRunConfig) -> RunKind:
+    """The record of a validated run config."""
+    for kind in KINDS.values():
+        if isinstance(config, kind.config_class):
+            return kind
+    raise ValueError(f"not a run config of a known kind ({', '.join(KINDS)}): {type(config).__name__}")
+
+
+def parse_run_config(data: Mapping[str, Any]) -> AnyRunConfig:
+    """Validate a stored or expanded config dict as the kind it names."""
+    return config_class(kind_of(data)).model_validate(data)
