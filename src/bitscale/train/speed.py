@@ -28,9 +28,6 @@ import torch
 from torch import nn
 
 AUTOCAST_MODES = ("auto", "off", "bf16")
-# What a failed compilation raises (inductor's errors, a missing C++ compiler among them, derive from it);
-# any other error is the run's own and propagates.
-COMPILE_ERRORS = (torch._dynamo.exc.TorchDynamoException,)
 
 
 def autocast_context(mode: str, device: torch.device) -> Callable[[], ContextManager]:
@@ -70,8 +67,11 @@ def first_step_with_fallback(step: Callable[[], torch.Tensor], blocks: list[nn.M
     """
     try:
         return step()
-    except COMPILE_ERRORS as e:  # a missing compiler, an unsupported op: the eager path trains the same run
-        if not blocks:
+    except Exception as e:  # a missing compiler, an unsupported op: the eager path trains the same run
+        # What a failed compilation raises derives from TorchDynamoException (inductor's errors, a missing
+        # C++ compiler among them); any other error is the run's own and propagates. torch._dynamo is
+        # only reached here, so that importing bitscale does not import it.
+        if not blocks or not isinstance(e, torch._dynamo.exc.TorchDynamoException):
             raise
         uncompile(blocks)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
