@@ -27,7 +27,8 @@ import torch
 
 from bitscale.models.decoder import Decoder, DecoderConfig
 from bitscale.train.config import TrainConfig
-from bitscale.train.lm import LM_TRAIN_DEFAULTS, make_optimizer, train_step
+from bitscale.train.lm import LM_TRAIN_DEFAULTS, decay_groups, train_step
+from bitscale.train.optimizers import make_optimizer
 from bitscale.train.speed import autocast_context, compile_blocks
 
 PATHS = {"eager": (False, "auto"), "compiled": (True, "auto"), "fast": (True, "bf16")}
@@ -42,7 +43,7 @@ class Cell:
         self.model = Decoder(cfg, seed=0)
         if compiled:
             compile_blocks(self.model)
-        self.opt = make_optimizer(self.model, TrainConfig(**LM_TRAIN_DEFAULTS))
+        self.opt = make_optimizer(decay_groups(self.model), TrainConfig(**LM_TRAIN_DEFAULTS))
         self.autocast = autocast_context(autocast, torch.device("cpu"))
         gen = torch.Generator().manual_seed(0)
         self.x = torch.randint(0, 256, (BATCH, BLOCK), generator=gen)

@@ -48,9 +48,9 @@ import torch.distributed as dist
 from ..data.text import TokenStream, load_text
 from ..data.tokenizers import ByteTokenizer, get_tokenizer
 from ..models.decoder import Decoder
-from .config import TrainConfig
 from .lm_config import LM_TRAIN_DEFAULTS, LMDataConfig, LMRunConfig, load_lm_config
 from .lm_files import generate_text, load_lm, save_lm
+from .optimizers import make_optimizer
 from .schedules import lr_at, weight_decay_at
 from .speed import autocast_context, compile_blocks, eager, first_step_with_fallback
 from .state import load_training_state, save_training_state
@@ -110,14 +110,10 @@ def param_groups(model: torch.nn.Module) -> tuple[list, list]:
     return decay, no_decay
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def decay_groups(model: torch.nn.Module) -> list[dict]:
+    """The recipe's two parameter groups for `make_optimizer`: decayed (>= 2 dims) and not."""
     decay, no_decay = param_groups(model)
-    groups = [{"params": decay, "decay": True}, {"params": no_decay, "decay": False}]
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return [{"params": decay, "decay": True}, {"params": no_decay, "decay": False}]
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -213,7 +209,7 @@ def train_lm(
         compiled = compile_blocks(raw) if compile else []
         if world > 1:
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
-        opt = make_optimizer(raw, tc)
+        opt = make_optimizer(decay_groups(raw), tc)
 
         eval_gen = torch.Generator().manual_seed(cfg.eval_seed)
         windows = [val_stream.get_batch(val_stream.sample_positions(B, T, eval_gen), T) for _ in range(cfg.eval_batches)]
@@ -339,6 +335,6 @@ if __name__ == "__main__":
 
 __all__ = [
     "LMDataConfig", "LMResult", "LMRunConfig", "LM_TRAIN_DEFAULTS", "bits_per_byte", "build_data", "evaluate",
-    "generate_text", "load_lm", "load_lm_config", "make_optimizer", "param_groups", "perplexity", "save_lm", "train_lm",
+    "decay_groups", "generate_text", "load_lm", "load_lm_config", "param_groups", "perplexity", "save_lm", "train_lm",
     "train_step",
 ]

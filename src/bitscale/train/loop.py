@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from bitscale.train.config import TrainConfig
+from bitscale.train.optimizers import make_optimizer
 from bitscale.train.schedules import lr_at, weight_decay_at
 from bitscale.train.state import load_training_state, save_training_state
 
@@ -64,17 +65,6 @@ class RunResult:
         d["train_curve"] = [[s, v] for s, v in self.train_curve]
         d["test_curve"] = [[s, v] for s, v in self.test_curve]
         return d
-
-
-def _make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    lr, wd = lr_at(0, cfg), weight_decay_at(0, cfg)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=cfg.betas, weight_decay=wd)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=cfg.betas, weight_decay=wd)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
 @torch.no_grad()
@@ -118,7 +108,7 @@ def train(
     if not params:
         raise ValueError("model has no trainable parameters")
     device = params[0].device
-    optimizer = _make_optimizer(params, cfg)
+    optimizer = make_optimizer(params, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
     batches = task.batches(cfg.batch_size, generator)
     result = RunResult(
