@@ -145,7 +145,7 @@ def make_layer(name, in_f, out_f, seed):
         "bitnet-channel": {"preset": "bitnet", "granularity": "channel"},
     }.get(name, name)
     torch.manual_seed(seed)
-    return BitLinear(in_f, out_f, config=config)
+    return BitLinear(in_f, out_f, quant=config)
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

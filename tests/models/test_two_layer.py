@@ -7,7 +7,7 @@ from bitscale.models import TwoLayerNet
 
 
 def test_forward_matches_the_formula_by_hand():
-    net = TwoLayerNet(d=2, m=2, kappa=3.0, config="paper-1bit")
+    net = TwoLayerNet(d=2, m=2, kappa=3.0, quant="paper-1bit")
     with torch.no_grad():
         net.hidden.weight.copy_(torch.tensor([[0.4, -2.0], [-0.1, -0.3]]))
         net.a.copy_(torch.tensor([1.0, -1.0]))
@@ -21,12 +21,12 @@ def test_forward_matches_the_formula_by_hand():
 
 
 def test_twin_has_identical_parameters_and_fp32_twin_equals_itself():
-    net = TwoLayerNet(10, 64, kappa=0.5, config="paper-1bit", seed=3)
+    net = TwoLayerNet(10, 64, kappa=0.5, quant="paper-1bit", seed=3)
     twin = net.twin()
     assert twin.config.weight == "fp32" and net.config.weight == "sign"
     for (n1, p1), (n2, p2) in zip(net.named_parameters(), twin.named_parameters()):
         assert n1 == n2 and torch.equal(p1, p2) and p1 is not p2
-    fp = TwoLayerNet(10, 64, kappa=0.5, config="fp32", seed=3)
+    fp = TwoLayerNet(10, 64, kappa=0.5, quant="fp32", seed=3)
     x = torch.randn(7, 10)
     assert torch.equal(fp(x), twin(x))
     assert torch.equal(fp(x), fp.twin()(x))
@@ -46,7 +46,7 @@ def test_init_distribution_and_seed():
 def test_ste_gradient_matches_the_formula():
     # dL/dw_r = kappa/sqrt(m) a_r 1{<sign w_r, x> > 0} x * 1{|w_r| <= 1} for L = f(x) (clipped STE)
     torch.manual_seed(0)
-    net = TwoLayerNet(6, 5, kappa=2.0, config="paper-1bit")
+    net = TwoLayerNet(6, 5, kappa=2.0, quant="paper-1bit")
     x = torch.randn(1, 6)
     net(x).sum().backward()
     w = net.hidden.weight.detach()
@@ -65,4 +65,4 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="activation"):
         TwoLayerNet(4, 8, activation="swish")
     with pytest.raises(ValueError, match="unknown preset"):
-        TwoLayerNet(4, 8, config="1bit")
+        TwoLayerNet(4, 8, quant="1bit")

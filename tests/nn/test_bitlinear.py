@@ -50,7 +50,7 @@ class ReferenceBitLinear(nn.Linear):
 
 @pytest.mark.parametrize("norm", [False, True])
 def test_b158_matches_reference_formulas(norm):
-    ours = BitLinear(64, 48, config="bitnet-b1.58", norm=norm)
+    ours = BitLinear(64, 48, quant="bitnet-b1.58", norm=norm)
     ref = ReferenceBitLinear(64, 48, bias=False, norm=ours.norm)
     ref.weight.data.copy_(ours.weight.data)
     x1 = seeded(3, 7, 64, seed=1, scale=3.0).requires_grad_(True)
@@ -68,12 +68,12 @@ def test_b158_matches_reference_formulas(norm):
 
 
 def test_ternary_weight_has_three_levels():
-    layer = BitLinear(128, 32, config="bitnet-b1.58")
+    layer = BitLinear(128, 32, quant="bitnet-b1.58")
     assert layer.quantized_weight().unique().numel() <= 3
 
 
 def test_clipped_ste_blocks_gradient_of_large_latent_weights():
-    layer = BitLinear(8, 4, config="bitnet")
+    layer = BitLinear(8, 4, quant="bitnet")
     with torch.no_grad():
         layer.weight.copy_(seeded(4, 8, seed=3, scale=2.0))
     layer(seeded(16, 8, seed=4)).sum().backward()
@@ -85,14 +85,14 @@ def test_clipped_ste_blocks_gradient_of_large_latent_weights():
 
 def test_state_dict_is_nn_linear_compatible():
     dense = nn.Linear(10, 6)
-    bit = BitLinear(10, 6, bias=True, config="bitnet")
+    bit = BitLinear(10, 6, bias=True, quant="bitnet")
     assert set(bit.state_dict()) == set(dense.state_dict())
     bit.load_state_dict(dense.state_dict())
     assert torch.equal(bit.weight, dense.weight)
 
 
 def test_dtype_is_respected():
-    layer = BitLinear(32, 16, config="bitnet-b1.58", dtype=torch.bfloat16)
+    layer = BitLinear(32, 16, quant="bitnet-b1.58", dtype=torch.bfloat16)
     y = layer(seeded(4, 32).to(torch.bfloat16))
     assert y.dtype == torch.bfloat16
 
@@ -100,7 +100,7 @@ def test_dtype_is_respected():
 @pytest.mark.parametrize("preset", ["fp32", "paper-1bit", "bitnet", "bitnet-b1.58", "xnor", "atom-w4a4"])
 def test_every_preset_trains(preset):
     torch.manual_seed(0)
-    layer = BitLinear(256, 8, config=preset)
+    layer = BitLinear(256, 8, quant=preset)
     x = seeded(64, 256, seed=5)
     target = seeded(64, 8, seed=6)
     opt = torch.optim.Adam(layer.parameters(), lr=1e-2)
@@ -115,7 +115,7 @@ def test_every_preset_trains(preset):
 
 
 def test_atom_calibration_fixes_outliers():
-    layer = BitLinear(300, 4, config="atom-w4a4")
+    layer = BitLinear(300, 4, quant="atom-w4a4")
     x = seeded(10, 300, seed=7)
     x[:, 17] *= 50
     idx = layer.calibrate_outliers(x)
@@ -129,7 +129,7 @@ def test_b158_matches_reference_over_many_inits():
     # the detach trick's value differs from q(W) in the last bit for some weights; we must follow it
     for seed in range(40):
         torch.manual_seed(seed)
-        ours = BitLinear(64, 48, config="bitnet-b1.58")
+        ours = BitLinear(64, 48, quant="bitnet-b1.58")
         ref = ReferenceBitLinear(64, 48, bias=False)
         ref.weight.data.copy_(ours.weight.data)
         x = seeded(5, 64, seed=seed, scale=3.0)
@@ -141,7 +141,7 @@ def test_b158_matches_reference_over_many_inits():
 @pytest.mark.parametrize("preset,bias,norm", [("bitnet-b1.58", False, False), ("bitnet", True, True), ("atom-w4a4", True, False)])
 def test_blocked_path_equals_unblocked(preset, bias, norm):
     torch.manual_seed(0)
-    layer = BitLinear(40, 24, bias=bias, config=preset, norm=norm)
+    layer = BitLinear(40, 24, bias=bias, quant=preset, norm=norm)
     if preset == "atom-w4a4":
         layer.calibrate_outliers(seeded(64, 40, seed=9))
     x = seeded(2, 33, 40, seed=8, scale=2.0)
@@ -165,10 +165,27 @@ def test_blocked_path_equals_unblocked(preset, bias, norm):
 
 
 def test_large_inputs_save_x_not_its_quantized_copy():
-    layer = BitLinear(1024, 256, config="bitnet-b1.58")
+    layer = BitLinear(1024, 256, quant="bitnet-b1.58")
     x = seeded(4096, 1024, seed=11).requires_grad_(True)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         layer(x)
     big = [t for t in saved if t.numel() == x.numel()]
     assert len(big) == 1 and big[0] is x
+
+
+def test_the_quantizer_argument_is_quant_and_config_is_a_deprecated_alias():
+    from bitscale.models import MLP, TwoLayerNet
+    from bitscale.nn import quantize_
+
+    assert BitLinear(8, 4, quant="bitnet").config.weight == "binary"
+    with pytest.warns(DeprecationWarning, match="BitLinear: 'config=' is deprecated; the quantizer argument is 'quant='"):
+        assert BitLinear(8, 4, config="bitnet").config.weight == "binary"
+    with pytest.warns(DeprecationWarning, match="quantize_: 'config=' is deprecated"):
+        assert isinstance(quantize_(nn.Sequential(nn.Linear(4, 4)), config="bitnet")[0], BitLinear)
+    with pytest.warns(DeprecationWarning, match="TwoLayerNet: 'config=' is deprecated"):
+        assert TwoLayerNet(3, 4, config="fp32").config.weight == "fp32"
+    with pytest.warns(DeprecationWarning, match="MLP: 'config=' is deprecated"):
+        MLP(3, [4], config="fp32")
+    with pytest.raises(TypeError, match="BitLinear: unexpected keyword argument 'qaunt'"):
+        BitLinear(8, 4, qaunt="bitnet")

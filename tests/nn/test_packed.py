@@ -14,7 +14,7 @@ from bitscale.nn.packed import skipped_layers, unpackable_reason
 
 def mlp(config, norm=False, bias=True, seed=0):
     torch.manual_seed(seed)
-    return nn.Sequential(BitLinear(24, 40, bias=bias, config=config, norm=norm), nn.ReLU(), BitLinear(40, 7, bias=bias, config=config, norm=norm))
+    return nn.Sequential(BitLinear(24, 40, bias=bias, quant=config, norm=norm), nn.ReLU(), BitLinear(40, 7, bias=bias, quant=config, norm=norm))
 
 
 def close(got, want, rel=1e-4):
@@ -48,8 +48,8 @@ def test_ternary2_format_and_filter():
 
 
 def test_unpackable_layers_are_left_alone():
-    model = nn.Sequential(BitLinear(8, 8, config="fp32"), BitLinear(8, 8, config="atom-w4a4"), BitLinear(8, 8, config="paper-1bit"))
-    model.append(BitLinear(8, 8, config={"preset": "bitnet-b1.58", "granularity": "group", "group_size": 4}))
+    model = nn.Sequential(BitLinear(8, 8, quant="fp32"), BitLinear(8, 8, quant="atom-w4a4"), BitLinear(8, 8, quant="paper-1bit"))
+    model.append(BitLinear(8, 8, quant={"preset": "bitnet-b1.58", "granularity": "group", "group_size": 4}))
     pack(model)
     assert all(type(m) is BitLinear for m in model)
     reasons = skipped_layers(model)
@@ -58,7 +58,7 @@ def test_unpackable_layers_are_left_alone():
 
 
 def test_from_bitlinear_keeps_norm_and_bias():
-    layer = BitLinear(16, 9, bias=True, config="bitnet-b1.58", norm=True)
+    layer = BitLinear(16, 9, bias=True, quant="bitnet-b1.58", norm=True)
     with torch.no_grad():
         layer.norm.weight.uniform_(0.5, 1.5)
         layer.bias.normal_()
@@ -146,8 +146,8 @@ def test_save_needs_a_packed_model(tmp_path):
 
 
 def test_state_dict_load_and_move_rebuild_the_kernel():
-    layer = PackedBitLinear.from_bitlinear(BitLinear(8, 4, config="bitnet-b1.58"))
-    other = PackedBitLinear.from_bitlinear(BitLinear(8, 4, config="bitnet-b1.58"))
+    layer = PackedBitLinear.from_bitlinear(BitLinear(8, 4, quant="bitnet-b1.58"))
+    other = PackedBitLinear.from_bitlinear(BitLinear(8, 4, quant="bitnet-b1.58"))
     x = torch.randn(2, 8)
     layer(x)
     layer.load_state_dict(other.state_dict())

@@ -7,7 +7,7 @@ from bitscale.nn import BitLinear, summary
 
 
 def test_single_ternary_layer_by_hand():
-    s = summary(nn.Sequential(BitLinear(64, 32, config="bitnet-b1.58")))
+    s = summary(nn.Sequential(BitLinear(64, 32, quant="bitnet-b1.58")))
     (row,) = s.layers
     assert row.params == 2048
     assert row.precision_bits == math.log2(3)
@@ -20,7 +20,7 @@ def test_single_ternary_layer_by_hand():
 
 def test_mixed_model_totals():
     model = nn.Sequential(
-        nn.Embedding(100, 16), BitLinear(16, 64, bias=True, config="paper-1bit", norm=True), nn.Linear(64, 10)
+        nn.Embedding(100, 16), BitLinear(16, 64, bias=True, quant="paper-1bit", norm=True), nn.Linear(64, 10)
     )
     s = summary(model)
     assert s.params == sum(p.numel() for p in model.parameters())

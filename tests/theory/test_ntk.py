@@ -41,7 +41,7 @@ def hand_ntk(W, a, kappa, x1, x2, quant, ste, train_a):
                                               ("paper-1bit", "sign", "clipped")])
 @pytest.mark.parametrize("train_a", [False, True])
 def test_width_two_equals_the_formula_by_hand(config, quant, ste, train_a):
-    net = TwoLayerNet(d=3, m=2, kappa=1.7, config=config, train_a=train_a, dtype=torch.float64)
+    net = TwoLayerNet(d=3, m=2, kappa=1.7, quant=config, train_a=train_a, dtype=torch.float64)
     W = torch.tensor([[0.4, -2.0, 0.9], [-0.1, -0.3, 1.5]], dtype=torch.float64)
     a = torch.tensor([1.0, -1.0], dtype=torch.float64)
     with torch.no_grad():
@@ -56,7 +56,7 @@ def test_width_two_equals_the_formula_by_hand(config, quant, ste, train_a):
 
 def test_width_one_value():
     # one unit, w = (0.5, -2): fp32 H(x,x') = <x,x'> 1[w.x>0] 1[w.x'>0] (kappa = 1, m = 1)
-    net = TwoLayerNet(d=2, m=1, config="fp32", dtype=torch.float64)
+    net = TwoLayerNet(d=2, m=1, quant="fp32", dtype=torch.float64)
     with torch.no_grad():
         net.hidden.weight.copy_(torch.tensor([[0.5, -2.0]]))
     x = torch.tensor([[1.0, -1.0], [2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
@@ -80,7 +80,7 @@ def brute_force(model, x1, x2):
 @pytest.mark.parametrize("config", ["fp32", "bitnet-b1.58", "paper-1bit"])
 def test_mlp_matches_brute_force_per_sample_gradients(config):
     torch.manual_seed(0)
-    net = MLP(5, [7, 6], config=config, dtype=torch.float64)
+    net = MLP(5, [7, 6], quant=config, dtype=torch.float64)
     x1, x2 = torch.randn(9, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
     expected = brute_force(net, x1, x2)
     torch.testing.assert_close(empirical_ntk(net, x1, x2), expected)
@@ -90,14 +90,14 @@ def test_mlp_matches_brute_force_per_sample_gradients(config):
 
 @pytest.mark.parametrize("config", ["fp32", "paper-1bit"])
 def test_backends_agree(config):
-    net = TwoLayerNet(4, 16, config=config, train_a=True, seed=1, dtype=torch.float64)
+    net = TwoLayerNet(4, 16, quant=config, train_a=True, seed=1, dtype=torch.float64)
     x = sphere(7, 4)
     ref = _ntk(net, x, None, 3, "loop")
     torch.testing.assert_close(_ntk(net, x, None, 3, "batched"), ref)
     torch.testing.assert_close(_ntk(net, x, None, 3, "two_layer"), ref)
     torch.testing.assert_close(empirical_ntk(net, x), ref)
     with pytest.raises(ValueError, match="two_layer"):
-        _ntk(MLP(4, [5], config="fp32"), x.float(), None, 3, "two_layer")
+        _ntk(MLP(4, [5], quant="fp32"), x.float(), None, 3, "two_layer")
     if config == "fp32":
         torch.testing.assert_close(_ntk(net, x, None, 3, "func"), ref)
     else:  # the STE's autograd.Function has no setup_context: torch.func refuses rather than returning zeros
@@ -108,7 +108,7 @@ def test_backends_agree(config):
 @pytest.mark.parametrize("ste", ["identity", "clipped", "approx_sign", "relu", "clipped_relu"])
 @pytest.mark.parametrize("trainable", ["hidden", "both", "a"])
 def test_two_layer_closed_form_equals_backprop(ste, trainable):
-    net = TwoLayerNet(5, 40, kappa=0.7, config={"preset": "paper-1bit", "ste": ste, "ste_clip": 0.8},
+    net = TwoLayerNet(5, 40, kappa=0.7, quant={"preset": "paper-1bit", "ste": ste, "ste_clip": 0.8},
                       train_a=trainable != "hidden", seed=2, dtype=torch.float64)
     with torch.no_grad():
         net.a.mul_(torch.linspace(0.5, 1.5, 40, dtype=torch.float64))  # a trained away from +-1
@@ -120,7 +120,7 @@ def test_two_layer_closed_form_equals_backprop(ste, trainable):
 
 
 def test_generic_path_chunked_equals_unchunked():
-    net = TwoLayerNet(6, 64, config="paper-1bit", train_a=True, seed=3)
+    net = TwoLayerNet(6, 64, quant="paper-1bit", train_a=True, seed=3)
     x = sphere(11, 6, dtype=torch.float32)
     H = _ntk(net, x, None, 11, "batched")
     for chunk in (1, 3, 4, 50):
@@ -130,7 +130,7 @@ def test_generic_path_chunked_equals_unchunked():
 
 
 def test_chunked_symmetric_psd_and_x2():
-    net = TwoLayerNet(6, 64, config="paper-1bit", train_a=True, seed=3)
+    net = TwoLayerNet(6, 64, quant="paper-1bit", train_a=True, seed=3)
     x = sphere(11, 6, dtype=torch.float32)
     H = empirical_ntk(net, x)
     assert H.dtype == torch.float64 and H.shape == (11, 11)
@@ -143,12 +143,12 @@ def test_chunked_symmetric_psd_and_x2():
 
 
 def test_rejects_bad_inputs():
-    net = TwoLayerNet(3, 4, config="fp32")
+    net = TwoLayerNet(3, 4, quant="fp32")
     net.hidden.weight.requires_grad_(False)
     with pytest.raises(ValueError, match="trainable"):
         empirical_ntk(net, torch.randn(2, 3))
     with pytest.raises(ValueError, match="scalar-output"):
-        empirical_ntk(MLP(3, [4], d_out=2, config="fp32"), torch.randn(2, 3))
+        empirical_ntk(MLP(3, [4], d_out=2, quant="fp32"), torch.randn(2, 3))
 
 
 def rel_fro(a, b):
@@ -158,7 +158,7 @@ def rel_fro(a, b):
 @pytest.mark.parametrize("train_a", [False, True])
 def test_fp32_wide_net_matches_the_analytic_kernel(train_a):
     x = sphere(20, 16, dtype=torch.float32)
-    net = TwoLayerNet(16, 8192, kappa=1.3, config="fp32", train_a=train_a, seed=0)
+    net = TwoLayerNet(16, 8192, kappa=1.3, quant="fp32", train_a=train_a, seed=0)
     H = empirical_ntk(net, x)
     K = analytic_ntk(x, kappa=1.3, trained="both" if train_a else "hidden")
     assert rel_fro(H, K) < 0.04
@@ -167,7 +167,7 @@ def test_fp32_wide_net_matches_the_analytic_kernel(train_a):
 @pytest.mark.parametrize("ste", ["identity", "clipped", "approx_sign", "relu"])
 def test_paper_1bit_wide_net_matches_the_hypercube_kernel(ste):
     x = sphere(16, 10, dtype=torch.float32)
-    net = TwoLayerNet(10, 16384, config={"preset": "paper-1bit", "ste": ste}, seed=0)
+    net = TwoLayerNet(10, 16384, quant={"preset": "paper-1bit", "ste": ste}, seed=0)
     H = empirical_ntk(net, x)
     K = analytic_ntk(x, quant="sign", ste=ste, method="exact")
     assert rel_fro(H, K) < 0.04
@@ -175,11 +175,11 @@ def test_paper_1bit_wide_net_matches_the_hypercube_kernel(ste):
 
 def test_paper_1bit_both_and_the_clipped_factor():
     x = sphere(16, 10, dtype=torch.float32)
-    net = TwoLayerNet(10, 16384, config=PAPER_IDENTITY, train_a=True, seed=1)
+    net = TwoLayerNet(10, 16384, quant=PAPER_IDENTITY, train_a=True, seed=1)
     K = analytic_ntk(x, quant="sign", trained="both", method="exact")
     assert rel_fro(empirical_ntk(net, x), K) < 0.04
     # paper-1bit's default STE is clipped: the hidden kernel shrinks by E 1{|w| <= 1} = erf(1/sqrt 2)
-    clipped = TwoLayerNet(10, 16384, config="paper-1bit", seed=2)
+    clipped = TwoLayerNet(10, 16384, quant="paper-1bit", seed=2)
     identity = clipped.twin(PAPER_IDENTITY)
     ratio = float(empirical_ntk(clipped, x).sum() / empirical_ntk(identity, x).sum())
     assert ratio == pytest.approx(math.erf(1 / math.sqrt(2)), rel=0.02)
@@ -187,7 +187,7 @@ def test_paper_1bit_both_and_the_clipped_factor():
 
 @pytest.mark.slow
 def test_memory_sanity_n200_m16384_d100(capsys):
-    net = TwoLayerNet(100, 16384, config="paper-1bit", seed=0)
+    net = TwoLayerNet(100, 16384, quant="paper-1bit", seed=0)
     x = sphere(200, 100, dtype=torch.float32)
     t0 = time.perf_counter()
     H = empirical_ntk(net, x)

@@ -4,7 +4,7 @@ Llama layout, read such a directory back, and quantize a transformers model in p
     export_hf(model, out_dir, tokenizer=None) -> Path
     export_hf_run(run_dir, out_dir) -> Path
     load_hf_decoder(hf_dir) -> Decoder
-    quantize_hf_(model, config="bitnet-b1.58", filter_fn=None, *, norm=False) -> model
+    quantize_hf_(model, quant="bitnet-b1.58", filter_fn=None, *, norm=False) -> model
 
 transformers is imported only by `export_hf` (for its config classes); the import direction needs
 safetensors alone. The layout and the measured differences are described in docs/interop.md.

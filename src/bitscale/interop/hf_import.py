@@ -13,6 +13,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..models.decoder import Decoder, DecoderConfig, rope_tables
+from ..nn.bitlinear import quant_argument
 from ..nn.quantize import quantize_
 from ..quant import QuantConfig, resolve_config
 from ..quant.weights import weight_codes
@@ -175,17 +176,18 @@ def _in_decoder_layers(module: nn.Module, name: str) -> bool:
 
 def quantize_hf_(
     model: nn.Module,
-    config: "str | QuantConfig | dict | None" = PRESET,
+    quant: "str | QuantConfig | dict | None" = PRESET,
     filter_fn: "Callable[[nn.Module, str], bool] | None" = None,
     *,
     norm: bool = False,
+    **deprecated,
 ) -> nn.Module:
     """`quantize_` for a transformers Llama-family model: every nn.Linear inside the decoder layers
     (names containing `.layers.`) becomes a BitLinear that keeps the same weight Parameter; `lm_head`
     and the embeddings stay full precision. `filter_fn(module, name)` replaces that default selection.
     `norm=True` puts an RMSNorm (gain 1, eps 1e-6) inside each converted layer, as the b1.58 recipe
     does; the model's own block norms stay. Returns the model (modified in place)."""
-    qc = resolve_config(config)
+    qc = resolve_config(quant_argument(quant, deprecated, "quantize_hf_"))
     if norm != qc.norm:
         qc = QuantConfig(**{**qc.model_dump(), "norm": norm})
     chosen = filter_fn or _in_decoder_layers

@@ -113,7 +113,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: DecoderConfig, **kw) -> None:
         super().__init__()
         d, self.n_head = cfg.d_model, cfg.n_head
-        lin = lambda: BitLinear(d, d, bias=False, config=cfg.quant_config, norm=cfg.recipe, **kw)  # noqa: E731
+        lin = lambda: BitLinear(d, d, bias=False, quant=cfg.quant_config, norm=cfg.recipe, **kw)  # noqa: E731
         self.q_proj, self.k_proj, self.v_proj, self.o_proj = lin(), lin(), lin(), lin()
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -136,9 +136,9 @@ class FeedForward(nn.Module):
         super().__init__()
         d, f, q, n = cfg.d_model, cfg.ff_dim, cfg.quant_config, cfg.recipe
         self.kind = cfg.mlp
-        self.gate_proj = BitLinear(d, f, config=q, norm=n, **kw) if cfg.mlp == "swiglu" else None
-        self.up_proj = BitLinear(d, f, config=q, norm=n, **kw)
-        self.down_proj = BitLinear(f, d, config=q, norm=n, **kw)
+        self.gate_proj = BitLinear(d, f, quant=q, norm=n, **kw) if cfg.mlp == "swiglu" else None
+        self.up_proj = BitLinear(d, f, quant=q, norm=n, **kw)
+        self.down_proj = BitLinear(f, d, quant=q, norm=n, **kw)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.gate_proj is not None:

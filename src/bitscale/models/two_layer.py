@@ -25,6 +25,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..nn import BitLinear
+from ..nn.bitlinear import quant_argument
 from ..quant import QuantConfig, resolve_config
 from .activations import get_activation
 
@@ -37,19 +38,21 @@ class TwoLayerNet(nn.Module):
         d: int,
         m: int,
         kappa: float = 1.0,
-        config: "str | QuantConfig | dict | None" = "paper-1bit",
+        quant: "str | QuantConfig | dict | None" = "paper-1bit",
         activation: str = "relu",
         train_a: bool = False,
         seed: int | None = None,
         device=None,
         dtype=None,
+        **deprecated,
     ) -> None:
         super().__init__()
+        config = quant_argument(quant, deprecated, "TwoLayerNet")
         self.sigma = get_activation(activation)
         if d < 1 or m < 1:
             raise ValueError(f"TwoLayerNet: d and m must be positive, got d={d}, m={m}")
         self.d, self.m, self.kappa, self.activation = d, m, float(kappa), activation
-        self.hidden = BitLinear(d, m, bias=False, config=config, device=device, dtype=dtype)
+        self.hidden = BitLinear(d, m, bias=False, quant=config, device=device, dtype=dtype)
         self.a = nn.Parameter(torch.empty(m, device=device, dtype=dtype), requires_grad=train_a)
         self.reset_parameters(seed)
 
@@ -75,10 +78,10 @@ class TwoLayerNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return (self.kappa / math.sqrt(self.m)) * (self.features(x) @ self.a)
 
-    def twin(self, config: "str | QuantConfig | dict | None" = "fp32") -> "TwoLayerNet":
+    def twin(self, quant: "str | QuantConfig | dict | None" = "fp32", **deprecated) -> "TwoLayerNet":
         """A deep copy with the same parameters and another quantizer (default: full precision)."""
         other = copy.deepcopy(self)
-        other.hidden.config = resolve_config(config)
+        other.hidden.config = resolve_config(quant_argument(quant, deprecated, "TwoLayerNet.twin"))
         return other
 
     def extra_repr(self) -> str:

@@ -16,6 +16,7 @@ is the "detach trick" of the reference code, with the same values, computed with
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import torch
@@ -78,14 +79,28 @@ class _BlockQuantizedLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None
 
 
+def quant_argument(quant, deprecated: dict, owner: str):
+    """The quantizer argument `quant`, or the value of the deprecated `config=` spelling of it (with a
+    DeprecationWarning; it goes in the release after 0.x). Any other unexpected keyword is a TypeError."""
+    unknown = set(deprecated) - {"config"}
+    if unknown:
+        raise TypeError(f"{owner}: unexpected keyword argument {sorted(unknown)[0]!r}")
+    if "config" in deprecated:
+        warnings.warn(f"{owner}: 'config=' is deprecated; the quantizer argument is 'quant='",
+                      DeprecationWarning, stacklevel=3)
+        return deprecated["config"]
+    return quant
+
+
 class BitLinear(nn.Linear):
     """nn.Linear with quantized weights and activations in the forward pass.
 
     Args:
         in_features, out_features, bias, device, dtype: as nn.Linear (note bias defaults to False, as in
             BitNet's bias-free layers).
-        config: a preset name (`fp32`, `paper-1bit`, `bitnet`, `bitnet-b1.58`, `xnor`, `atom-w4a4`),
-            a QuantConfig, or a dict of QuantConfig fields.
+        quant: a preset name (`fp32`, `paper-1bit`, `bitnet`, `bitnet-b1.58`, `xnor`, `atom-w4a4`),
+            a QuantConfig, or a dict of QuantConfig fields (`config=` is its deprecated name). The
+            resolved QuantConfig is the layer's `config` attribute.
         norm: put an RMSNorm (with learnable gain) before the activation quantizer; defaults to the
             config's `norm` field.
     """
@@ -97,13 +112,14 @@ class BitLinear(nn.Linear):
         in_features: int,
         out_features: int,
         bias: bool = False,
-        config: "str | QuantConfig | dict | None" = "bitnet-b1.58",
+        quant: "str | QuantConfig | dict | None" = "bitnet-b1.58",
         norm: bool | None = None,
         device=None,
         dtype=None,
+        **deprecated,
     ) -> None:
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self.config = resolve_config(config)
+        self.config = resolve_config(quant_argument(quant, deprecated, "BitLinear"))
         use_norm = self.config.norm if norm is None else norm
         self.norm = nn.RMSNorm(in_features, eps=1e-6, device=device, dtype=dtype) if use_norm else None
         # Atom's outlier channels, fixed once calibrated (see `calibrate_outliers`); None = chosen per batch.
@@ -172,13 +188,15 @@ class BitLinear(nn.Linear):
 
     @classmethod
     def from_linear(
-        cls, linear: nn.Linear, config: "str | QuantConfig | dict | None", norm: bool | None = None
+        cls, linear: nn.Linear, quant: "str | QuantConfig | dict | None" = "bitnet-b1.58",
+        norm: bool | None = None, **deprecated
     ) -> "BitLinear":
         """A BitLinear that takes over `linear`'s weight and bias Parameters (the same objects, so tied
         weights stay tied and nothing is re-initialized or copied)."""
+        quant = quant_argument(quant, deprecated, "BitLinear.from_linear")
         w = linear.weight
         # Built on the meta device: its own weight would be thrown away at once.
-        layer = cls(linear.in_features, linear.out_features, bias=False, config=config, norm=norm, device="meta")
+        layer = cls(linear.in_features, linear.out_features, bias=False, quant=quant, norm=norm, device="meta")
         layer.weight = w
         layer.bias = linear.bias
         if layer.norm is not None:

@@ -1,6 +1,6 @@
-"""`quantize_(model, config)`: swap a model's nn.Linear layers for BitLinear in place, keeping their weights.
+"""`quantize_(model, quant)`: swap a model's nn.Linear layers for BitLinear in place, keeping their weights.
 
-This is the torchao-style entry point (`quantize_(model, config)` mutates and returns the model). The
+This is the torchao-style entry point (`quantize_(model, quant)` mutates and returns the model). The
 swapped layers take over the original weight and bias Parameters (tied weights stay tied), so a
 pretrained model stays pretrained and `quantize_(model, "fp32")` leaves its outputs unchanged. (Several public BitLinear replacements build the
 new layer with a fresh initialization and silently discard the trained weights.)
@@ -13,23 +13,24 @@ from typing import Callable
 import torch.nn as nn
 
 from ..quant import QuantConfig, resolve_config
-from .bitlinear import BitLinear
+from .bitlinear import BitLinear, quant_argument
 
 
 def quantize_(
     model: nn.Module,
-    config: "str | QuantConfig | dict | None",
+    quant: "str | QuantConfig | dict | None" = "bitnet-b1.58",
     filter_fn: Callable[[nn.Module, str], bool] | None = None,
+    **deprecated,
 ) -> nn.Module:
-    """Replace every nn.Linear in `model` (including the model itself) by a BitLinear with `config`.
+    """Replace every nn.Linear in `model` (including the model itself) by a BitLinear with `quant`.
 
     Args:
         model: any module; modified in place and returned.
-        config: a preset name, QuantConfig or dict of its fields.
+        quant: a preset name, QuantConfig or dict of its fields (`config=` is its deprecated name).
         filter_fn: `filter_fn(module, fully_qualified_name) -> bool` selects which linear layers to swap
             (default: all). Layers that are already BitLinear get the new config, keeping their norm.
     """
-    config = resolve_config(config)
+    config = resolve_config(quant_argument(quant, deprecated, "quantize_"))
     swapped: dict[int, nn.Module] = {}  # a layer used in two places stays one layer
 
     def convert(module: nn.Module, name: str) -> nn.Module:
