@@ -7,7 +7,8 @@ An LM config carries `kind = "lm"`; a config without a `kind` key is a regressio
 sweep files written before LM sweeps existed read unchanged.
 
 A `RunKind` says how to build a run's model without its weights (`skeleton`, on the meta device: what
-accounting counts) and how many samples a run sees. Adding a kind is one record in `KINDS` (see
+accounting counts), how many samples a run sees, and how to train it to a `RunOutcome` (what
+`bitscale.sweep.executors.execute` calls). Adding a kind is one record in `KINDS` (see
 docs/architecture.md).
 """
 
@@ -20,8 +21,10 @@ import torch
 from torch import nn
 
 from ..models.decoder import Decoder
+from ..train import lm as lm_training  # train_lm looked up at call time (tests patch it)
 from ..train.lm_config import LMRunConfig
-from ..train.run import RunConfig, build_model
+from ..train.run import RunConfig, build_model, run
+from .outcome import RunOutcome, outcome_from_lm_result, outcome_from_result
 
 AnyRunConfig = Union[RunConfig, LMRunConfig]
 
@@ -35,6 +38,9 @@ class RunKind:
     skeleton: Callable[[Any], nn.Module]  # config -> the model, built on the meta device
     samples_seen: Callable[[Any], int]  # config -> samples seen in training (LM: tokens)
     default_size: str  # the config column that names a model size (compare, report)
+    # (run_id, config, checkpoint file, checkpoint_every, compile, started) -> RunOutcome: train the run,
+    # resuming from the checkpoint when it exists
+    train: Callable[..., RunOutcome]
 
 
 def _regression_skeleton(config: RunConfig) -> nn.Module:
@@ -51,9 +57,21 @@ def _lm_samples(config: LMRunConfig) -> int:
     return config.train.steps * config.train.batch_size * config.data.block_size
 
 
+def _train_regression(run_id: str, config: RunConfig, checkpoint, every, compile: bool, started: float) -> RunOutcome:
+    _, _, result = run(config, checkpoint=checkpoint, checkpoint_every=every)  # compile: LM runs only
+    return outcome_from_result(run_id, result, started)
+
+
+def _train_lm(run_id: str, config: LMRunConfig, checkpoint, every, compile: bool, started: float) -> RunOutcome:
+    result = lm_training.train_lm(config, checkpoint=checkpoint, checkpoint_every=every, compile=compile)
+    return outcome_from_lm_result(run_id, result, started)
+
+
 KINDS: dict[str, RunKind] = {
-    "regression": RunKind("regression", RunConfig, _regression_skeleton, _regression_samples, "model.width"),
-    "lm": RunKind("lm", LMRunConfig, lambda c: Decoder(c.model, device="meta"), _lm_samples, "model.d_model"),
+    "regression": RunKind("regression", RunConfig, _regression_skeleton, _regression_samples, "model.width",
+                          _train_regression),
+    "lm": RunKind("lm", LMRunConfig, lambda c: Decoder(c.model, device="meta"), _lm_samples, "model.d_model",
+                  _train_lm),
 }
 
 

@@ -31,14 +31,12 @@ import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..train.lm_config import LMRunConfig
-from ..train.loop import RunResult
-from ..train.run import run
-from .kinds import parse_run_config
+from ..runs.outcome import RunOutcome, failed_outcome, outcome_from_result
+from .kinds import kind_for, parse_run_config
 
 EXECUTORS = ("serial", "processes", "batched", "ray")
 STATE_FILE = "state.safetensors"
@@ -56,88 +54,14 @@ class RunTask:
     compile: bool = False  # LM runs: compile the decoder blocks (bitscale.train.speed)
 
 
-@dataclass
-class RunOutcome:
-    """What an executor reports for one run; `metrics` rows are (step, split, name, value)."""
-
-    id: str
-    status: str  # done | diverged | failed
-    error: Optional[str] = None
-    host: str = field(default_factory=socket.gethostname)
-    pid: int = field(default_factory=os.getpid)
-    started: float = 0.0
-    finished: float = 0.0
-    wall_time_s: float = 0.0
-    steps_done: int = 0
-    final_train_loss: Optional[float] = None
-    final_test_loss: Optional[float] = None
-    metrics: list[tuple[int, str, str, float]] = field(default_factory=list)
-
-
-def outcome_from_result(run_id: str, result: RunResult, started: float) -> RunOutcome:
-    metrics = [(s, "train", "loss", v) for s, v in result.train_curve]
-    metrics += [(s, "test", "loss", v) for s, v in result.test_curve]
-    error = None if result.status == "done" else f"loss became non-finite at step {result.diverged_at}"
-    return RunOutcome(
-        id=run_id,
-        status=result.status,
-        error=error,
-        started=started,
-        finished=time.time(),
-        wall_time_s=result.wall_time_s,
-        steps_done=result.steps_done,
-        final_train_loss=result.final_train_loss,
-        final_test_loss=result.final_test_loss,
-        metrics=metrics,
-    )
-
-
-def outcome_from_lm_result(run_id: str, result: "LMResult", started: float) -> RunOutcome:
-    """An LM run's outcome: the validation split is stored as `test` (so scaling-law inputs read LM and
-    regression sweeps alike); each evaluation's mean training loss since the previous one as `train`;
-    the final perplexity and bits per byte as test metrics at the last step."""
-    import math
-
-    metrics = [(s, "train", "loss", v) for s, v in zip(result.eval_steps, result.train_curve) if math.isfinite(v)]
-    metrics += [(s, "test", "loss", v) for s, v in zip(result.eval_steps, result.val_curve)]
-    done = result.status == "done"
-    if done:
-        metrics += [(result.steps, "test", "perplexity", result.perplexity),
-                    (result.steps, "test", "bits_per_byte", result.bits_per_byte)]
-    finite_train = [v for v in result.train_curve if math.isfinite(v)]
-    return RunOutcome(
-        id=run_id,
-        status=result.status,
-        error=None if done else f"loss became non-finite at step {result.diverged_at}",
-        started=started,
-        finished=time.time(),
-        wall_time_s=result.wall_time_s,
-        steps_done=len(result.train_losses) if done else (result.diverged_at or 0),
-        final_train_loss=finite_train[-1] if done and finite_train else None,
-        final_test_loss=result.final_val_loss if done else None,
-        metrics=metrics,
-    )
-
-
-def failed_outcome(run_id: str, error: BaseException | str, started: float) -> RunOutcome:
-    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return RunOutcome(id=run_id, status="failed", error=" ".join(message.split()), started=started, finished=time.time())
-
-
 def execute(task: RunTask) -> RunOutcome:
-    """Train one run, resuming from its checkpoint if one exists; never raises."""
+    """Train one run by its kind's record (`bitscale.runs.kinds`), resuming from its checkpoint if one
+    exists; never raises."""
     started = time.time()
     try:
         config = parse_run_config(task.config)
         state = Path(task.workdir) / STATE_FILE
-        if isinstance(config, LMRunConfig):
-            from ..train.lm import train_lm
-
-            lm_result = train_lm(config, checkpoint=state, checkpoint_every=task.checkpoint_every, compile=task.compile)
-            outcome = outcome_from_lm_result(task.id, lm_result, started)
-        else:
-            _, _, result = run(config, checkpoint=state, checkpoint_every=task.checkpoint_every)
-            outcome = outcome_from_result(task.id, result, started)
+        outcome = kind_for(config).train(task.id, config, state, task.checkpoint_every, task.compile, started)
     except Exception as e:  # a crashed run is recorded with its error; the sweep goes on
         return failed_outcome(task.id, e, started)
     shutil.rmtree(task.workdir, ignore_errors=True)
