@@ -36,11 +36,17 @@ class RunKind:
     name: str
     config_class: type
     skeleton: Callable[[Any], nn.Module]  # config -> the model, built on the meta device
-    samples_seen: Callable[[Any], int]  # config -> samples seen in training (LM: tokens)
+    samples_per_step: Callable[[Any], int]  # config -> samples one training step sees (LM: tokens)
     default_size: str  # the config column that names a model size (compare, report)
     # (run_id, config, checkpoint file, checkpoint_every, compile, started) -> RunOutcome: train the run,
     # resuming from the checkpoint when it exists
     train: Callable[..., RunOutcome]
+    aliases: dict[str, str]  # sweep files' short axis names -> dotted config keys
+    example_keys: str  # dotted keys quoted in an unknown-key error
+
+    def samples_seen(self, config: Any) -> int:
+        """Samples seen in training (LM: tokens): steps x samples per step."""
+        return config.train.steps * self.samples_per_step(config)
 
 
 def _regression_skeleton(config: RunConfig) -> nn.Module:
@@ -50,11 +56,11 @@ def _regression_skeleton(config: RunConfig) -> nn.Module:
 
 def _regression_samples(config: RunConfig) -> int:
     batch = config.train.batch_size or config.task.n_train  # full batch when None
-    return config.train.steps * min(batch, config.task.n_train)
+    return min(batch, config.task.n_train)
 
 
 def _lm_samples(config: LMRunConfig) -> int:
-    return config.train.steps * config.train.batch_size * config.data.block_size
+    return config.train.batch_size * config.data.block_size
 
 
 def _train_regression(run_id: str, config: RunConfig, checkpoint, every, compile: bool, started: float) -> RunOutcome:
@@ -67,11 +73,43 @@ def _train_lm(run_id: str, config: LMRunConfig, checkpoint, every, compile: bool
     return outcome_from_lm_result(run_id, result, started)
 
 
+REGRESSION_ALIASES = {
+    "width": "model.width",
+    "depth": "model.depth",
+    "quant": "model.quant",
+    "kappa": "model.kappa",
+    "activation": "model.activation",
+    "d": "task.d",
+    "n_train": "task.n_train",
+    "noise": "task.noise_std",
+    "function": "task.function",
+    "steps": "train.steps",
+    "lr": "train.lr",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+}
+LM_ALIASES = {
+    "quant": "model.quant",
+    "n_layer": "model.n_layer",
+    "n_head": "model.n_head",
+    "d_model": "model.d_model",
+    "d_ff": "model.d_ff",
+    "mlp": "model.mlp",
+    "vocab_size": "model.vocab_size",
+    "corpus": "data.corpus",
+    "tokenizer": "data.tokenizer",
+    "steps": "train.steps",
+    "lr": "train.lr",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+}
+
+
 KINDS: dict[str, RunKind] = {
     "regression": RunKind("regression", RunConfig, _regression_skeleton, _regression_samples, "model.width",
-                          _train_regression),
+                          _train_regression, REGRESSION_ALIASES, "model.width, task.n_train"),
     "lm": RunKind("lm", LMRunConfig, lambda c: Decoder(c.model, device="meta"), _lm_samples, "model.d_model",
-                  _train_lm),
+                  _train_lm, LM_ALIASES, "model.d_model, data.corpus"),
 }
 
 

@@ -21,14 +21,14 @@ A sweep file is TOML:
     steps = [250, 1000, 4000]
 
 An axis is named by a dotted config key (`model.width`, `train.lr`, `task.options.width`, ...) or by
-one of the short names in `ALIASES`. Its values are an explicit list or a range:
-`{logspace = [a, b], num = n}` (geometric; integers when a and b are integers) or
+one of the short names of its kind (`KINDS[kind].aliases`, `bitscale.runs.kinds`). Its values are an
+explicit list or a range: `{logspace = [a, b], num = n}` (geometric; integers when a and b are integers) or
 `{linspace = [a, b], num = n}`. `zip` is a table or an array of tables; each is one group of
 equal-length axes.
 
 A sweep of language models sets `kind = "lm"` at the top: its [base] is then an `LMRunConfig` (model =
-DecoderConfig, data, train; see `bitscale.train.lm_config`) and the short names are those in
-`LM_ALIASES`. Sizes usually move several fields together, so they go in a [[zip]]:
+DecoderConfig, data, train; see `bitscale.train.lm_config`) and the short names are those of
+`KINDS["lm"].aliases`. Sizes usually move several fields together, so they go in a [[zip]]:
 
     kind = "lm"
     [base]
@@ -77,47 +77,14 @@ from pydantic import (
 )
 
 from ..quant import QuantConfig, preset_name, resolve_config
-from ..train.lm_config import LMRunConfig
 from ..train.run import RunConfig, format_validation_error
 from .accounting import account
-from .kinds import AnyRunConfig, config_class, kind_of
+from .kinds import KINDS, AnyRunConfig, config_class, kind_for, kind_of
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-ALIASES = {
-    "width": "model.width",
-    "depth": "model.depth",
-    "quant": "model.quant",
-    "kappa": "model.kappa",
-    "activation": "model.activation",
-    "d": "task.d",
-    "n_train": "task.n_train",
-    "noise": "task.noise_std",
-    "function": "task.function",
-    "steps": "train.steps",
-    "lr": "train.lr",
-    "batch_size": "train.batch_size",
-    "seed": "train.seed",
-}
-LM_ALIASES = {
-    "quant": "model.quant",
-    "n_layer": "model.n_layer",
-    "n_head": "model.n_head",
-    "d_model": "model.d_model",
-    "d_ff": "model.d_ff",
-    "mlp": "model.mlp",
-    "vocab_size": "model.vocab_size",
-    "corpus": "data.corpus",
-    "tokenizer": "data.tokenizer",
-    "steps": "train.steps",
-    "lr": "train.lr",
-    "batch_size": "train.batch_size",
-    "seed": "train.seed",
-}
-
 
 class SweepError(ValueError):
     """A sweep file that cannot be expanded: the message is one line naming the key."""
@@ -125,14 +92,14 @@ class SweepError(ValueError):
 
 def _config_key(key: str, kind: str = "regression") -> str:
     """Resolve an alias and check that the dotted key names a field of the kind's config class."""
-    aliases = LM_ALIASES if kind == "lm" else ALIASES
+    aliases = KINDS[kind].aliases
     path = aliases.get(key, key)
     parts = path.split(".")
     model: Any = config_class(kind)
     for i, part in enumerate(parts):
         fields = getattr(model, "model_fields", None)
         if fields is None or part not in fields:
-            example = "model.d_model, data.corpus" if kind == "lm" else "model.width, task.n_train"
+            example = KINDS[kind].example_keys
             raise ValueError(
                 f"unknown config key {key!r}; expected a dotted key such as {example}, "
                 f"train.lr, or one of {', '.join(aliases)}"
@@ -181,7 +148,7 @@ Axes = dict[str, Any]
 def _base_kind(value: Any) -> str:
     if isinstance(value, dict):
         return kind_of(value)
-    return "lm" if isinstance(value, LMRunConfig) else "regression"
+    return kind_for(value).name
 
 
 class IsoFlop(BaseModel):
@@ -200,11 +167,11 @@ class SweepFile(BaseModel):
 
     name: Optional[str] = Field(None, min_length=1)
     description: str = ""
-    kind: Literal["regression", "lm"] = "regression"
+    kind: Literal[tuple(KINDS)] = "regression"  # type: ignore[valid-type]
     checkpoint_every: Optional[int] = Field(None, ge=1, description="steps between training-state checkpoints")
     compile: bool = Field(False, description="LM sweeps: compile the decoder blocks (a speed setting, not in the ids)")
     base: Annotated[
-        Union[Annotated[RunConfig, Tag("regression")], Annotated[LMRunConfig, Tag("lm")]],
+        Union[tuple(Annotated[k.config_class, Tag(name)] for name, k in KINDS.items())],  # type: ignore[valid-type]
         Discriminator(_base_kind),
     ] = Field(default_factory=RunConfig)
     grid: Axes = Field(default_factory=dict)
@@ -293,8 +260,8 @@ def canonical_config(config: AnyRunConfig) -> dict[str, Any]:
     init_seed = getattr(config.model, "init_seed", None)
     if init_seed is not None and init_seed == config.train.seed:
         model.pop("init_seed", None)
-    if isinstance(config, LMRunConfig):
-        data["kind"] = "lm"
+    if "kind" in type(config).model_fields:  # a kind with its own `kind` field (lm) always names it
+        data["kind"] = config.kind
     return data
 
 
@@ -367,17 +334,9 @@ def expand(sweep: SweepFile, source: str = "sweep") -> list[RunSpec]:
     return specs
 
 
-def _samples_per_step(config: AnyRunConfig) -> int:
-    """Samples (LM: tokens) one training step sees."""
-    if isinstance(config, LMRunConfig):
-        return config.train.batch_size * config.data.block_size
-    batch = config.train.batch_size or config.task.n_train
-    return min(batch, config.task.n_train)
-
-
 def _steps_for(config: AnyRunConfig, samples: float) -> int:
-    """Whole training steps that see `samples` samples (at least one)."""
-    return max(1, int(round(samples / _samples_per_step(config))))
+    """Whole training steps that see `samples` samples (LM: tokens), at least one."""
+    return max(1, int(round(samples / kind_for(config).samples_per_step(config))))
 
 
 _SHAPE_KEYS = ("model.width", "model.depth", "model.d", "model.n_layer", "model.n_head", "model.d_model",
@@ -409,7 +368,7 @@ def _isoflop_runs(design: IsoFlop, points: list[dict[str, Any]], build) -> list[
         sizes = sorted(by_n)
         smallest = by_n[sizes[0]]
         per_sample = smallest[2][1].train_flops / max(smallest[2][1].samples_seen, 1)
-        one_batch = per_sample * _samples_per_step(smallest[1])
+        one_batch = per_sample * kind_for(smallest[1]).samples_per_step(smallest[1])
         for budget in design.budgets:
             if budget < one_batch:
                 raise SweepError(f"isoflop.budgets: {budget:g} FLOPs is less than one batch of the smallest model "
