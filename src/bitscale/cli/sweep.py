@@ -113,6 +113,8 @@ def runs_list(
     status: Optional[str] = typer.Option(None, help="queued | running | done | failed | diverged"),
 ) -> None:
     """One line per run: id, status, model, data, final losses."""
+    from ..runs.kinds import KINDS, kind_of
+
     with open_store(store) as db:
         rows = db.runs(sweep=sweep, status=status)
         counts = db.counts(sweep)
@@ -125,10 +127,7 @@ def runs_list(
     for r in rows:
         c = r["config"]
         quant = c["model"]["quant"] if isinstance(c["model"]["quant"], str) else "custom"
-        if c.get("kind") == "lm":
-            model, width, data = "decoder", f"{c['model']['d_model']}x{c['model']['n_layer']}", str(r["samples_seen"])
-        else:
-            model, width, data = c["model"]["kind"], str(c["model"]["width"]), str(c["task"]["n_train"])
+        model, width, data = KINDS[kind_of(c)].summary(c, r["samples_seen"])
         table.add_row(
             r["id"], r["status"], model, quant, width, data,
             str(c["train"]["steps"]), str(c["train"]["seed"]), _num(r["final_train_loss"]), _num(r["final_test_loss"]),

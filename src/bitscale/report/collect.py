@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..runs.kinds import kind_of
 from ..sweep.compare import SEED_COLUMNS, CompareError, label_variants  # seed columns are not axes: they repeat an experiment
 
 DATA_COLUMNS = ("task.n_train", "train.steps", "train.batch_size")  # columns that set the data budget
@@ -171,7 +172,8 @@ def collect(store: str | Path, *, sweep: str | None = None, by: str = "model.qua
                 raise ReportError(f"{store}: sweep {s['name']!r} has no runs with status 'done' "
                                   f"({', '.join(f'{n} {k}' for k, n in counts.items()) or 'no runs'})")
             continue  # other sweeps of the store may still be reported
-        kind = "lm" if "kind" in done.columns and (done["kind"] == "lm").any() else "regression"
+        named = [k for k in done["kind"] if isinstance(k, str)] if "kind" in done.columns else []
+        kind = kind_of({"kind": named[0] if named else None})
         done = quant_labels(done) if by == "model.quant" else done
         size_col = size or default_size(kind)
         n_column = "n_params_non_embedding" if done["n_params_non_embedding"].notna().all() else "n_params"

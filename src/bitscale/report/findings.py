@@ -71,6 +71,14 @@ class Claim:
         return asdict(self)
 
 
+def _split_note(kind: str) -> str:
+    """What a stored test loss is, when a kind stores another split there (an LM's validation loss)."""
+    from ..runs.kinds import KINDS
+
+    note = KINDS[kind].test_loss_note
+    return f" ({note})" if note else ""
+
+
 def num(x: Any, spec: str = ".4g") -> str:
     """A number as the report prints it ('–' for missing)."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
@@ -342,7 +350,7 @@ def overview_sentences(sweep: SweepData) -> list[str]:
            f"Kind: {sweep.kind}. Varying: {axes}.",
            f"Compared: {sweep.by} ({', '.join(sweep.labels)}; reference {sweep.reference}) across "
            f"{sweep.size} ({', '.join(fmt_value(v) for v in sorted(sweep.done[sweep.size].unique()))}), "
-           f"metric {sweep.metric}" + (" (an LM run's test loss is its validation loss)" if sweep.kind == "lm" else "")
+           f"metric {sweep.metric}" + _split_note(sweep.kind)
            + "."]
     if sweep.slice_axes:
         out.append(f"The runs are split into {len(sweep.slices)} slices by {', '.join(sweep.slice_axes)} "

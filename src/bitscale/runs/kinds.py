@@ -43,6 +43,9 @@ class RunKind:
     train: Callable[..., RunOutcome]
     aliases: dict[str, str]  # sweep files' short axis names -> dotted config keys
     example_keys: str  # dotted keys quoted in an unknown-key error
+    # (stored config dict, samples seen) -> (model, width, data): the columns of `bitscale runs list`
+    summary: Callable[[dict, Any], tuple[str, str, str]]
+    test_loss_note: str  # what the store's "test" loss is, when not a test loss ("" for a test split)
 
     def samples_seen(self, config: Any) -> int:
         """Samples seen in training (LM: tokens): steps x samples per step."""
@@ -105,11 +108,21 @@ LM_ALIASES = {
 }
 
 
+def _regression_summary(config: dict, samples: Any) -> tuple[str, str, str]:
+    return config["model"].get("kind", "two_layer"), str(config["model"]["width"]), str(config["task"]["n_train"])
+
+
+def _lm_summary(config: dict, samples: Any) -> tuple[str, str, str]:
+    return "decoder", f"{config['model']['d_model']}x{config['model']['n_layer']}", str(samples)
+
+
 KINDS: dict[str, RunKind] = {
     "regression": RunKind("regression", RunConfig, _regression_skeleton, _regression_samples, "model.width",
-                          _train_regression, REGRESSION_ALIASES, "model.width, task.n_train"),
+                          _train_regression, REGRESSION_ALIASES, "model.width, task.n_train",
+                          _regression_summary, ""),
     "lm": RunKind("lm", LMRunConfig, lambda c: Decoder(c.model, device="meta"), _lm_samples, "model.d_model",
-                  _train_lm, LM_ALIASES, "model.d_model, data.corpus"),
+                  _train_lm, LM_ALIASES, "model.d_model, data.corpus", _lm_summary,
+                  "an LM run's test loss is its validation loss"),
 }
 
 
