@@ -191,8 +191,9 @@ class SweepFile(BaseModel):
     @classmethod
     def _base_of_kind(cls, data: Any) -> Any:
         """[base] is validated as the config class of the sweep's `kind`."""
-        if isinstance(data, dict) and data.get("kind") == "lm" and isinstance(data.get("base", {}), dict):
-            data = {**data, "base": {**data.get("base", {}), "kind": "lm"}}
+        kind = KINDS.get(data.get("kind")) if isinstance(data, dict) else None
+        if kind is not None and "kind" in kind.config_class.model_fields and isinstance(data.get("base", {}), dict):
+            data = {**data, "base": {**data.get("base", {}), "kind": kind.name}}  # a kind its configs name
         return data
 
     @model_validator(mode="after")
