@@ -63,6 +63,8 @@ class TwoLayerNet(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, seed: int | None = None) -> None:
         """w_r ~ N(0, I_d), a_r uniform on {-1, +1}; from `seed` when given, else the global RNG."""
+        if self.hidden.weight.is_meta:  # a skeleton (accounting, packed loading): there is nothing to draw
+            return
         gen = None
         if seed is not None:
             gen = torch.Generator().manual_seed(seed)

@@ -31,7 +31,7 @@ AnyRunConfig = Union[RunConfig, LMRunConfig]
 
 @dataclass(frozen=True)
 class RunKind:
-    """One kind of run: its config class, its model built on the meta device, its samples seen."""
+    """Everything bitscale needs to know about one kind of run (see the module docstring)."""
 
     name: str
     config_class: type
@@ -117,12 +117,17 @@ def _lm_summary(config: dict, samples: Any) -> tuple[str, str, str]:
 
 
 KINDS: dict[str, RunKind] = {
-    "regression": RunKind("regression", RunConfig, _regression_skeleton, _regression_samples, "model.width",
-                          _train_regression, REGRESSION_ALIASES, "model.width, task.n_train",
-                          _regression_summary, ""),
-    "lm": RunKind("lm", LMRunConfig, lambda c: Decoder(c.model, device="meta"), _lm_samples, "model.d_model",
-                  _train_lm, LM_ALIASES, "model.d_model, data.corpus", _lm_summary,
-                  "an LM run's test loss is its validation loss"),
+    "regression": RunKind(
+        "regression", RunConfig, skeleton=_regression_skeleton, samples_per_step=_regression_samples,
+        default_size="model.width", train=_train_regression, aliases=REGRESSION_ALIASES,
+        example_keys="model.width, task.n_train", summary=_regression_summary, test_loss_note="",
+    ),
+    "lm": RunKind(
+        "lm", LMRunConfig, skeleton=lambda c: Decoder(c.model, device="meta"), samples_per_step=_lm_samples,
+        default_size="model.d_model", train=_train_lm, aliases=LM_ALIASES,
+        example_keys="model.d_model, data.corpus", summary=_lm_summary,
+        test_loss_note="an LM run's test loss is its validation loss",
+    ),
 }
 
 

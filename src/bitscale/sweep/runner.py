@@ -94,13 +94,11 @@ def run_sweep(
     """
     name = sweep.name or "sweep"
     work = workdir_of(store_path)
+    # Accounted before the store is touched, so that the sweep and its queued runs are written back to back.
+    rows = [{"id": spec.id, "config": spec.config.model_dump(mode="json"), **account(spec.config).to_dict()}
+            for spec in specs]
     with StoreLock(store_path), Store(store_path) as store:
         store.add_sweep(name, sweep.model_dump(mode="json"))
-        rows = []
-        for spec in specs:
-            row = {"id": spec.id, "config": spec.config.model_dump(mode="json")}
-            row.update(account(spec.config).to_dict())
-            rows.append(row)
         store.add_runs(name, rows)
         store.requeue(statuses=("running",))  # we hold the lock: anything running was left by a dead process
         if retry_failed:
