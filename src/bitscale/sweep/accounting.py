@@ -62,33 +62,13 @@ def decoder_shapes(cfg: DecoderConfig) -> list[tuple[int, int]]:
     return _quantized_shapes(Decoder(cfg, device="meta"))
 
 
-def quantized_shapes(config: AnyRunConfig) -> list[tuple[int, int]]:
-    """(out_features, in_features) of every quantized (BitLinear) matrix in the run's model."""
-    return _quantized_shapes(kind_for(config).skeleton(config))
-
-
-def count_params(config: AnyRunConfig) -> int:
-    """Parameters of the run's model, each shared one once."""
-    return sum(p.numel() for p in _parameters(kind_for(config).skeleton(config)))
-
-
-def precision_bits(config: AnyRunConfig) -> float:
-    """P of the run's quantized matrices (`QuantConfig.precision_bits`; 32 for full precision). They all
-    share the run's one QuantConfig, so the weighted mean is that config's P, taken as is (exactly)."""
-    return resolve_config(config.model.quant).precision_bits
-
-
 def _storage_bits(config: AnyRunConfig, shapes: list[tuple[int, int]]) -> float:
+    """Stored bits per weight of the quantized matrices (`QuantConfig.storage_bits_per_weight`), weighted
+    by size; 32 for full precision."""
     quant = resolve_config(config.model.quant)
     if quant.weight == "fp32" or not shapes:
         return 32.0
     return sum(quant.storage_bits_per_weight((o, i)) * o * i for o, i in shapes) / sum(o * i for o, i in shapes)
-
-
-def storage_bits_per_weight(config: AnyRunConfig) -> float:
-    """Stored bits per weight of the run's quantized matrices (`QuantConfig.storage_bits_per_weight`),
-    weighted by size; 32 for full precision."""
-    return _storage_bits(config, quantized_shapes(config))
 
 
 def account(config: AnyRunConfig) -> Accounting:
@@ -104,5 +84,6 @@ def account(config: AnyRunConfig) -> Accounting:
     lookup_only = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)} - multiplied
     n_matmul = n - sum(p.numel() for p in params if id(p) in lookup_only)
     samples = kind.samples_seen(config)
-    bits = (precision_bits(config), _storage_bits(config, _quantized_shapes(model)))
+    # P of the quantized matrices: they all share the run's one QuantConfig, so it is that config's P.
+    bits = (resolve_config(config.model.quant).precision_bits, _storage_bits(config, _quantized_shapes(model)))
     return Accounting(n, n_non_embedding, *bits, 6.0 * n_matmul * samples, samples)
