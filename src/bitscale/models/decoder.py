@@ -178,14 +178,16 @@ class Decoder(nn.Module):
         self.register_load_state_dict_post_hook(Decoder._rope_after_load)
         self._init_weights(seed)
 
+    def _rebuild_rope(self, device) -> None:
+        cfg = self.cfg
+        self.rope_cos, self.rope_sin = rope_tables(cfg.block_size, cfg.head_dim, cfg.rope_base, device)
+
     @staticmethod
     def _rope_after_load(module: "Decoder", incompatible_keys) -> None:
         # A model built on the meta device and filled by load_state_dict(assign=True) still has meta
         # RoPE tables (they are not in any state dict): rebuild them where the embedding now lives.
         if module.rope_cos.is_meta and not module.tok_emb.weight.is_meta:
-            cfg = module.cfg
-            module.rope_cos, module.rope_sin = rope_tables(cfg.block_size, cfg.head_dim, cfg.rope_base,
-                                                           module.tok_emb.weight.device)
+            module._rebuild_rope(module.tok_emb.weight.device)
 
     def packed_spec(self) -> dict:
         """The metadata a packed file stores to rebuild this model (`bitscale.runs.build_skeleton`)."""
@@ -194,8 +196,7 @@ class Decoder(nn.Module):
     def _apply(self, fn, recurse=True):
         # .to(dtype) / .half() would round the RoPE tables: rebuild them in fp32 on the new device.
         super()._apply(fn, recurse)
-        cfg = self.cfg
-        self.rope_cos, self.rope_sin = rope_tables(cfg.block_size, cfg.head_dim, cfg.rope_base, self.rope_cos.device)
+        self._rebuild_rope(self.rope_cos.device)
         return self
 
     @torch.no_grad()
