@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -58,21 +58,19 @@ def compare_runs(store: "str | Path", *, sweep: "str | None" = None, by: str = "
     if runs.empty:
         raise CompareError(f"{source}: no runs with status 'done' to compare")
     size_columns = [c.strip() for c in size.split(",")]
-    runs = label_variants(runs, by=by, reference=reference, source=source,
-                          columns={"by": by, "metric": metric, "n-column": n_column})
-    for column in size_columns:
-        label_variants(runs, by=by, reference=reference, source=source, columns={"size": column})
+    columns = [("by", by), *(("size", c) for c in size_columns), ("metric", metric), ("n-column", n_column)]
+    runs = label_variants(runs, by=by, reference=reference, source=source, columns=columns)
     if len(size_columns) > 1:
         runs = runs.assign(**{size: runs[size_columns].apply(lambda r: "x".join(label_of(v) for v in r), axis=1)})
     return compare_frame(runs, label="_label", size=size, reference=reference, metric=metric, n_column=n_column)
 
 
-def label_variants(runs, *, by: str, reference: str, source: str, columns: dict[str, str],
-                   reference_flag: str = "reference"):
+def label_variants(runs, *, by: str, reference: str, source: str,
+                   columns: "Mapping[str, str] | Sequence[tuple[str, str]]", reference_flag: str = "reference"):
     """`runs` with a `_label` column (label_of each run's `by` value), after checking that every column
-    named in `columns` ({flag: column}) exists and that `reference` is one of the labels; else
-    CompareError with one line naming `source` and the flag."""
-    for flag, column in columns.items():
+    named in `columns` ({flag: column}, or (flag, column) pairs when a flag names several) exists and that
+    `reference` is one of the labels; else CompareError with one line naming `source` and the flag."""
+    for flag, column in (columns.items() if isinstance(columns, Mapping) else columns):
         if column not in runs.columns:
             raise CompareError(f"{source}: {flag}: unknown column {column!r}; available: {', '.join(map(str, runs.columns))}")
     runs = runs.assign(_label=runs[by].map(label_of))
