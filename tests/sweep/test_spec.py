@@ -187,7 +187,7 @@ def test_compile_is_a_speed_setting_outside_the_run_ids(tmp_path):
     assert [s.id for s in specs] == [s.id for s in compiled]
     with pytest.raises(SweepError) as err:  # a regression sweep has nothing to compile
         load_sweep(write(tmp_path, "compile = true\n[grid]\nwidth = [8]\n", "c.toml"))
-    assert "compile: only LM sweeps" in str(err.value) and "\n" not in str(err.value)
+    assert 'compile: regression runs are not compiled; only sweeps of kind "lm"' in str(err.value) and "\n" not in str(err.value)
 
 
 def test_the_sweep_file_writer_round_trips_every_setting(tmp_path):

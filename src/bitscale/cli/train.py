@@ -18,7 +18,8 @@ def train_command(
 ) -> None:
     """Train one model from a TOML config and print its final losses."""
     from ..nn import summary
-    from ..train import build_model, build_task, save_run, train
+    from ..runs import kind_for
+    from ..train import build_model, build_task, train
 
     run_config = load_run_config(config)
     try:
@@ -46,7 +47,7 @@ def train_command(
     if result.status == "diverged":
         console.print(f"[red]diverged at step {result.diverged_at}[/red]")
     if out is not None:
-        save_run(out, model, run_config, result)
+        kind_for(run_config).save_dir(out, model, run_config, result)
         console.print(f"wrote {out}/model.safetensors, config.json, result.json")
     if result.status != "done":
         raise typer.Exit(1)

@@ -135,7 +135,6 @@ class FeedForward(nn.Module):
     def __init__(self, cfg: DecoderConfig, **kw) -> None:
         super().__init__()
         d, f, q, n = cfg.d_model, cfg.ff_dim, cfg.quant_config, cfg.recipe
-        self.kind = cfg.mlp
         self.gate_proj = BitLinear(d, f, quant=q, norm=n, **kw) if cfg.mlp == "swiglu" else None
         self.up_proj = BitLinear(d, f, quant=q, norm=n, **kw)
         self.down_proj = BitLinear(f, d, quant=q, norm=n, **kw)

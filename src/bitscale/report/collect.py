@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..runs.kinds import kind_of
+from ..runs.kinds import KINDS, kind_of
 from ..sweep.compare import SEED_COLUMNS, CompareError, label_variants  # seed columns are not axes: they repeat an experiment
 
 DATA_COLUMNS = ("task.n_train", "train.steps", "train.batch_size")  # columns that set the data budget
@@ -143,8 +143,6 @@ def _follows(done: pd.DataFrame, column: str, leader: str) -> bool:
 
 def default_size(kind: str) -> str:
     """The config column that names a model size for runs of `kind` (its record in bitscale.runs.kinds)."""
-    from ..runs.kinds import KINDS
-
     return KINDS[kind].default_size
 
 

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..runs.kinds import KINDS
 from .collect import Slice, SweepData, fmt_value
 from .fits import SweepFits, holdout_text, interval
 
@@ -73,8 +74,6 @@ class Claim:
 
 def _split_note(kind: str) -> str:
     """What a stored test loss is, when a kind stores another split there (an LM's validation loss)."""
-    from ..runs.kinds import KINDS
-
     note = KINDS[kind].test_loss_note
     return f" ({note})" if note else ""
 
@@ -164,7 +163,7 @@ def undertrained(sweep: SweepData, s: Slice) -> tuple[float, float] | None:
     models saw fewer than MIN_TOKENS_PER_PARAM tokens per parameter; None otherwise (a compute-optimal or
     tokens-per-param sweep varies D with N)."""
     runs = s.runs
-    if sweep.kind != "lm" or "samples_seen" not in runs or runs.empty:
+    if not KINDS[sweep.kind].samples_are_tokens or "samples_seen" not in runs or runs.empty:
         return None
     tokens = runs["samples_seen"].dropna().unique()
     if len(tokens) != 1:

@@ -7,14 +7,16 @@ An LM config carries `kind = "lm"`; a config without a `kind` key is a regressio
 sweep files written before LM sweeps existed read unchanged.
 
 A `RunKind` says how to build a run's model without its weights (`skeleton`, on the meta device: what
-accounting counts), how many samples a run sees, and how to train it to a `RunOutcome` (what
-`bitscale.sweep.executors.execute` calls). Adding a kind is one record in `KINDS` (see
-docs/architecture.md).
+accounting and packed files rebuild), how many samples a run sees, how to train it to a `RunOutcome`
+(what `bitscale.sweep.executors.execute` calls), and how to save and load its run directory (what
+`bitscale pack` reads). Adding a kind is one module with these functions and one record in `KINDS`
+(see docs/architecture.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping, Union
 
 import torch
@@ -24,6 +26,8 @@ from ..models.decoder import Decoder
 from ..train import lm as lm_training  # train_lm looked up at call time (tests patch it)
 from ..train.lm_config import LMRunConfig
 from ..train.run import RunConfig, build_model, run
+from ..train.checkpoint import load_model, save_run
+from ..train.lm_files import load_lm, save_lm
 from .outcome import RunOutcome, outcome_from_lm_result, outcome_from_result
 
 AnyRunConfig = Union[RunConfig, LMRunConfig]
@@ -46,10 +50,44 @@ class RunKind:
     # (stored config dict, samples seen) -> (model, width, data): the columns of `bitscale runs list`
     summary: Callable[[dict, Any], tuple[str, str, str]]
     test_loss_note: str  # what the store's "test" loss is, when not a test loss ("" for a test split)
+    load_dir: Callable[[Path], "LoadedRun"]  # a run directory -> its model (eval mode, CPU) and config
+    # (directory, model, config, result, tokenizer) -> the directory: what load_dir reads back
+    save_dir: Callable[..., Path]
+    compiles: bool = False  # whether `compile = true` (torch.compile of the model's blocks) applies
+    # whether samples are tokens of a fixed text budget, so that tokens per parameter (D/N) says
+    # whether a model is undertrained (the report's check on fixed-D sweeps)
+    samples_are_tokens: bool = False
 
     def samples_seen(self, config: Any) -> int:
         """Samples seen in training (LM: tokens): steps x samples per step."""
         return config.train.steps * self.samples_per_step(config)
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A run directory read back: the trained model, its validated config, and its tokenizer (LM runs)."""
+
+    model: nn.Module
+    config: Any
+    tokenizer: Any = None
+
+
+def _load_regression(directory: Path) -> LoadedRun:
+    model, config = load_model(directory)
+    return LoadedRun(model.eval(), config)
+
+
+def _save_regression(directory, model, config, result, tokenizer=None) -> Path:
+    return save_run(directory, model, config, result)
+
+
+def _load_lm(directory: Path) -> LoadedRun:
+    model, tokenizer, config = load_lm(directory)
+    return LoadedRun(model, config, tokenizer)
+
+
+def _save_lm(directory, model, config, result, tokenizer=None) -> Path:
+    return save_lm(directory, model, tokenizer, config, result)
 
 
 def _regression_skeleton(config: RunConfig) -> nn.Module:
@@ -121,12 +159,14 @@ KINDS: dict[str, RunKind] = {
         "regression", RunConfig, skeleton=_regression_skeleton, samples_per_step=_regression_samples,
         default_size="model.width", train=_train_regression, aliases=REGRESSION_ALIASES,
         example_keys="model.width, task.n_train", summary=_regression_summary, test_loss_note="",
+        load_dir=_load_regression, save_dir=_save_regression,
     ),
     "lm": RunKind(
         "lm", LMRunConfig, skeleton=lambda c: Decoder(c.model, device="meta"), samples_per_step=_lm_samples,
         default_size="model.d_model", train=_train_lm, aliases=LM_ALIASES,
         example_keys="model.d_model, data.corpus", summary=_lm_summary,
         test_loss_note="an LM run's test loss is its validation loss",
+        load_dir=_load_lm, save_dir=_save_lm, compiles=True, samples_are_tokens=True,
     ),
 }
 

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from pydantic import ValidationError
 from torch import nn
 
@@ -19,27 +18,23 @@ from ..data.tokenizers import BPETokenizer, ByteTokenizer
 from ..kernels.packfile import PackedFileError, file_metadata, load_packed as read_packed_file
 from ..models.decoder import Decoder, DecoderConfig
 from ..nn.packed import load_packed_model
-from ..train.checkpoint import load_model
+from ..train.checkpoint import require_run_files
 from ..train.lm_config import LMRunConfig
-from ..train.lm_files import load_lm
-from ..train.run import RunConfig, build_model
+from .kinds import KINDS, kind_of
 
-# The `kind` values of a packed file's model metadata, and what each rebuilds.
-SKELETON_KINDS = ("decoder", "lm", "regression")
+# A packed file's `model` metadata names what rebuilds it: "decoder" (a bare Decoder, its DecoderConfig)
+# or a kind of run (`bitscale.runs.kinds.KINDS`, its run config).
+BARE_DECODER = "decoder"
 
 
 def build_skeleton(spec: dict[str, Any]) -> nn.Module:
     """The model described by a packed file's `model` metadata, built on the meta device."""
     kind = spec.get("kind")
-    if kind == "decoder":
+    if kind == BARE_DECODER:
         return Decoder(DecoderConfig.model_validate(spec["config"]), device="meta")
-    if kind == "lm":
-        return Decoder(LMRunConfig.model_validate(spec["run_config"]).model, device="meta")
-    if kind == "regression":
-        cfg = RunConfig.model_validate(spec["run_config"])
-        with torch.device("meta"):
-            return build_model(cfg.model, cfg.task.d, cfg.train.seed)
-    raise ValueError(f"model kind {kind!r} unknown (known: {', '.join(SKELETON_KINDS)}); "
+    if kind in KINDS:
+        return KINDS[kind].skeleton(KINDS[kind].config_class.model_validate(spec["run_config"]))
+    raise ValueError(f"model kind {kind!r} unknown (known: {', '.join((BARE_DECODER, *KINDS))}); "
                      "pass a model skeleton to bitscale.nn.load_packed_model")
 
 
@@ -54,33 +49,31 @@ def load_packed(path, *, backend: str = "auto") -> nn.Module:
 
 
 def load_run_dir(directory) -> "tuple[nn.Module, dict[str, Any]]":
-    """(model, spec) of an LM run directory (`bitscale lm --out`) or a regression run directory
-    (`bitscale train --out`); `spec` is the packed file's `model` metadata that rebuilds it (the run
-    config, and for a BPE LM the tokenizer JSON). ValueError (one line) when it is neither."""
+    """(model, spec) of a run directory of any kind (`bitscale lm --out`, `bitscale train --out`);
+    `spec` is the packed file's `model` metadata that rebuilds it (the kind, its run config, and for a
+    BPE LM the tokenizer JSON). ValueError (one line) when it is not a run directory."""
     directory = Path(directory)
-    if not directory.is_dir():
-        raise ValueError(f"{directory}: no such directory")
-    for name in ("config.json", "model.safetensors"):
-        if not (directory / name).is_file():
-            raise ValueError(f"{directory}: missing {name} (not a run directory of `bitscale lm --out` or `bitscale train --out`)")
+    require_run_files(directory)
     try:
         raw = json.loads((directory / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{directory}/config.json: not JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{directory}/config.json: expected a JSON object, got {type(raw).__name__}")
     try:
-        if isinstance(raw, dict) and raw.get("kind") == "lm":
-            model, tokenizer, cfg = load_lm(directory)
-            spec = {"kind": "lm", "run_config": cfg.model_dump(mode="json")}
-            if isinstance(tokenizer, BPETokenizer):
-                spec["tokenizer"] = tokenizer.to_json()
-            return model, spec
-        RunConfig.model_validate(raw)
-        model, cfg = load_model(directory)
-        return model.eval(), {"kind": "regression", "run_config": cfg.model_dump(mode="json")}
+        kind = KINDS[kind_of(raw)]
+    except ValueError as e:
+        raise ValueError(f"{directory}/config.json: {e}") from None
+    try:
+        loaded = kind.load_dir(directory)
     except ValidationError as e:
         raise ValueError(f"{directory}/config.json: not a run config ({str(e).splitlines()[0]})") from None
     except RuntimeError as e:  # state_dict that does not fit the config
         raise ValueError(f"{directory}/model.safetensors: does not match config.json ({str(e).splitlines()[0]})") from None
+    spec = {"kind": kind.name, "run_config": loaded.config.model_dump(mode="json")}
+    if isinstance(loaded.tokenizer, BPETokenizer):
+        spec["tokenizer"] = loaded.tokenizer.to_json()
+    return loaded.model, spec
 
 
 def load_packed_lm(path, *, backend: str = "auto"):

@@ -183,8 +183,9 @@ class SweepFile(BaseModel):
     def _one_data_design(self) -> "SweepFile":
         if self.tokens_per_param is not None and self.isoflop is not None:
             raise ValueError("tokens_per_param and isoflop both set the data budget; give one of them")
-        if self.compile and self.kind != "lm":
-            raise ValueError("compile: only LM sweeps (kind = \"lm\") compile their models")
+        if self.compile and not KINDS[self.kind].compiles:
+            compiling = ", ".join(f'"{k.name}"' for k in KINDS.values() if k.compiles)
+            raise ValueError(f"compile: {self.kind} runs are not compiled; only sweeps of kind {compiling} compile their models")
         return self
 
     @model_validator(mode="before")
@@ -314,7 +315,7 @@ def expand(sweep: SweepFile, source: str = "sweep") -> list[RunSpec]:
             return config_cls.model_validate(data)
         except ValidationError as e:
             at = ", ".join(f"{k}={v!r}" for k, v in {**point, **(extra or {})}.items())
-            raise SweepError(f"{format_validation_error(e, source)} (at {at})") from None
+            raise SweepError(f"{format_validation_error(e, source, tags=KINDS)} (at {at})") from None
 
     if sweep.isoflop is not None:
         runs = _isoflop_runs(sweep.isoflop, points, build)
@@ -398,7 +399,7 @@ def load_sweep(path: "str | Path") -> tuple[SweepFile, list[RunSpec]]:
     try:
         sweep = SweepFile.model_validate(data)
     except ValidationError as e:
-        raise SweepError(format_validation_error(e, str(path))) from None
+        raise SweepError(format_validation_error(e, str(path), tags=KINDS)) from None
     if sweep.name is None:
         sweep = sweep.model_copy(update={"name": path.stem})
     return sweep, expand(sweep, str(path))

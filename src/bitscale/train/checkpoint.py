@@ -20,6 +20,18 @@ from .loop import RunResult
 from .run import RunConfig, build_model
 
 
+RUN_FILES = ("config.json", "model.safetensors")
+
+
+def require_run_files(directory: Path) -> None:
+    """ValueError (one line) unless `directory` is a directory holding config.json and model.safetensors."""
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: no such directory")
+    for name in RUN_FILES:
+        if not (directory / name).is_file():
+            raise ValueError(f"{directory}: missing {name} (not a run directory of `bitscale lm --out` or `bitscale train --out`)")
+
+
 def save_run(directory: "str | Path", model: torch.nn.Module, config: RunConfig, result: RunResult) -> Path:
     """Write model.safetensors, config.json and result.json into `directory`."""
     directory = Path(directory)
@@ -33,6 +45,7 @@ def save_run(directory: "str | Path", model: torch.nn.Module, config: RunConfig,
 def load_model(directory: "str | Path") -> tuple[torch.nn.Module, RunConfig]:
     """Rebuild the model of a saved run and load its weights (safetensors only, no pickle)."""
     directory = Path(directory)
+    require_run_files(directory)
     config = RunConfig.model_validate_json((directory / "config.json").read_text())
     model = build_model(config.model, config.task.d, config.train.seed)
     model.load_state_dict(load_file(directory / "model.safetensors"))

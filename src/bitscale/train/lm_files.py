@@ -13,6 +13,7 @@ import torch
 from ..atomic import atomic_write, atomic_write_json
 from ..data.tokenizers import BPETokenizer, ByteTokenizer
 from ..models.decoder import Decoder
+from .checkpoint import require_run_files
 from .lm_config import LMRunConfig
 
 
@@ -37,11 +38,7 @@ def load_lm(directory: "str | Path") -> "tuple[Decoder, ByteTokenizer | BPEToken
     from safetensors.torch import load_model
 
     directory = Path(directory)
-    if not directory.is_dir():
-        raise ValueError(f"{directory}: no such directory")
-    for name in ("config.json", "model.safetensors"):
-        if not (directory / name).is_file():
-            raise ValueError(f"{directory}: missing {name} (not an LM run directory)")
+    require_run_files(directory)
     cfg = LMRunConfig.model_validate_json((directory / "config.json").read_text())
     if cfg.data.tokenizer == "byte":
         tokenizer = ByteTokenizer()

@@ -24,7 +24,7 @@ Every section is validated (unknown keys, wrong types and out-of-range values ar
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Any, Collection, Literal, Optional, Union
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -101,13 +101,14 @@ class RunConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
-def format_validation_error(err: ValidationError, source: str = "config") -> str:
-    """One line: `source: field.path: message (got value)` for each problem, joined by '; '."""
+def format_validation_error(err: ValidationError, source: str = "config", tags: Collection[str] = ()) -> str:
+    """One line: `source: field.path: message (got value)` for each problem, joined by '; '. `tags` are
+    the tags of a tagged union in the model (a sweep's [base], tagged by kind of run): pydantic puts the
+    tag in an error's location, where it is not a field, so it is left out."""
     parts = []
     for e in err.errors():
         path = [str(p) for p in e["loc"] if not str(p).startswith("function-")]
-        if path[:1] == ["base"] and path[1:2] in (["lm"], ["regression"]):
-            del path[1]  # the tag of a sweep's [base] union, not a field
+        path = [p for i, p in enumerate(path) if not (i > 0 and p in tags)]
         loc = ".".join(path)
         msg = e["msg"].removeprefix("Value error, ")
         got = "" if e["type"] in ("missing",) else f" (got {e['input']!r})"

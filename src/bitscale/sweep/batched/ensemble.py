@@ -37,7 +37,7 @@ class Ensemble:
     def __init__(self, configs: list[RunConfig]) -> None:
         spec = configs[0].model
         self.k = len(configs)
-        self.kind, self.width = spec.kind, spec.width
+        self.architecture, self.width = spec.kind, spec.width
         self.sigma = get_activation(spec.activation)
         tasks: dict[str, Any] = {}
         models = []
@@ -66,8 +66,8 @@ class Ensemble:
         self.asegs = segments([act_key(q) for q in quants], quants)
         self.depth = spec.depth
 
-        self.fast = self.kind == "two_layer" and spec.activation == "relu"
-        if self.kind == "two_layer":
+        self.fast = self.architecture == "two_layer" and spec.activation == "relu"
+        if self.architecture == "two_layer":
             m = spec.width
             self.c = torch.tensor([c.model.kappa / math.sqrt(m) for c in configs], dtype=torch.float64).float()
         if self.fast:
@@ -199,7 +199,7 @@ class Ensemble:
     def _forward(self, x: Tensor, lo: int, hi: int) -> Tensor:
         """Predictions [hi - lo, n] of members lo..hi on x [hi - lo, n, d]."""
         P = self.params
-        if self.kind == "two_layer":
+        if self.architecture == "two_layer":
             wq = by_segment(P["hidden.weight"][lo:hi], self.wsegs, lo, hi, quant_weight)
             xq = by_segment(x, self.asegs, lo, hi, quant_act)
             f = self.sigma(StackedLinear.apply(xq, wq, None))

@@ -54,11 +54,11 @@ class Optimizer:
     """
 
     def __init__(self, cfg: TrainConfig, params: dict[str, Tensor], names: list[str]) -> None:
-        self.kind, self.momentum = cfg.optimizer, cfg.momentum
+        self.optimizer, self.momentum = cfg.optimizer, cfg.momentum
         self.beta1, self.beta2 = cfg.betas
         self.names = names
         self.state: dict[str, Tensor] = {}  # SGD's momentum buffers appear at the first step, as in torch
-        if self.kind in ("adam", "adamw"):
+        if self.optimizer in ("adam", "adamw"):
             for name in names:
                 self.state[f"{name}.exp_avg"] = torch.zeros_like(params[name])
                 self.state[f"{name}.exp_avg_sq"] = torch.zeros_like(params[name])
@@ -80,7 +80,7 @@ class Optimizer:
         sqrt(1 - beta2^t)."""
         for name in self.names:
             p, g = params[name], grads[name]
-            if self.kind == "sgd":
+            if self.optimizer == "sgd":
                 if wd != 0:
                     g = g.add(p, alpha=wd)
                 if self.momentum != 0:
@@ -94,7 +94,7 @@ class Optimizer:
                 p.addcmul_(g, self._view(rows["neg_lr"], p))
                 continue
             if wd != 0:
-                if self.kind == "adamw":
+                if self.optimizer == "adamw":
                     p.mul_(self._view(rows["decay"], p))
                 else:
                     g = g.add(p, alpha=wd)
