@@ -12,17 +12,17 @@ safetensors reader). Its `__metadata__` has one key, `bitscale.packed`, whose va
      "aliases": {NAME: OTHER_NAME},          (tied tensors stored once)
      "model":   {...}}                       (free-form: how to rebuild the model; see nn.packed)
 
-`load_packed` reads the file itself (not through the safetensors library) so that it can check every
-byte before a tensor is built: header, version, every tensor's presence, dtype, shape, extent and
-checksum, and every layer's shapes against its format. Any failure raises `PackedFileError`, one line
-that names the file and the tensor. Nothing is built from a file that fails a check.
+`load_packed` reads the file through `bitscale.tensorfile` (not the safetensors library, which has no
+per-tensor checksum) so that every byte is checked before a tensor is built: the header and each
+tensor's extent (`read_header`), the version, every tensor's presence, dtype and shape against this
+metadata, the checksums (`read_tensors`, with the `sha256` of this metadata), and every layer's shapes
+against its format. Any failure raises `PackedFileError`, one line that names the file and the tensor.
+Nothing is built from a file that fails a check.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ..atomic import atomic_write
+from ..tensorfile import DTYPES, DamagedFileError, Header, read_header, read_tensors, tensor_sha256
 from .formats import (
     FORMATS,
     KIND,
@@ -45,23 +46,10 @@ from .formats import (
 FORMAT_NAME = "bitscale-packed"
 FORMAT_VERSION = 1
 METADATA_KEY = "bitscale.packed"
-_MAX_HEADER = 100_000_000  # the safetensors limit
 
-_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-_DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
+_SUPPORTED = set(DTYPES.values())
 # Metadata names the dtypes the torch way ("uint8", "float32", ...).
-_TORCH_NAMES = {v: str(v).removeprefix("torch.") for v in _DTYPES.values()}
+_TORCH_NAMES = {v: str(v).removeprefix("torch.") for v in DTYPES.values()}
 
 
 class PackedFileError(ValueError):
@@ -76,13 +64,6 @@ class PackedFile:
     tensors: dict[str, Tensor]
     metadata: dict[str, Any] = field(default_factory=dict)
     layer_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def _sha256(t: Tensor) -> str:
-    t = t.detach().contiguous().cpu()
-    if t.numel() == 0:
-        return hashlib.sha256(b"").hexdigest()
-    return hashlib.sha256(t.reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
 
 
 def save_packed(
@@ -130,7 +111,7 @@ def save_packed(
     seen: dict[tuple, str] = {}
     for name, t in tensors.items():
         t = t.detach().cpu()
-        if t.dtype not in _DTYPE_NAMES:
+        if t.dtype not in _SUPPORTED:
             raise ValueError(f"save_packed: tensor {name!r} has unsupported dtype {t.dtype}")
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
         if t.numel() and key in seen:
@@ -139,7 +120,7 @@ def save_packed(
         seen[key] = name
         store[name] = t.contiguous().clone() if t.untyped_storage().nbytes() != t.numel() * t.element_size() else t.contiguous()
     table = {
-        name: {"dtype": _TORCH_NAMES[t.dtype], "shape": list(t.shape), "sha256": _sha256(t)} for name, t in store.items()
+        name: {"dtype": _TORCH_NAMES[t.dtype], "shape": list(t.shape), "sha256": tensor_sha256(t)} for name, t in store.items()
     }
     meta = {
         "format": FORMAT_NAME,
@@ -158,25 +139,15 @@ def _fail(path: Path, message: str) -> None:
     raise PackedFileError(f"{path}: {message}")
 
 
-def _read_header(path: Path, data: memoryview) -> tuple[dict, int]:
-    if len(data) < 8:
-        _fail(path, f"truncated file ({len(data)} bytes; not even a safetensors header length)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > _MAX_HEADER:
-        _fail(path, f"not a safetensors file (header length {n})")
-    if 8 + n > len(data):
-        _fail(path, f"truncated file (header of {n} bytes, file has {len(data)} bytes)")
+def _header(path: Path) -> Header:
     try:
-        header = json.loads(bytes(data[8 : 8 + n]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        _fail(path, f"corrupt safetensors header ({e})")
-    if not isinstance(header, dict):
-        _fail(path, "corrupt safetensors header (not a JSON object)")
-    return header, 8 + n
+        return read_header(path)
+    except DamagedFileError as e:
+        raise PackedFileError(str(e)) from None
 
 
-def _read_metadata(path: Path, header: dict) -> dict:
-    raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
+def _read_metadata(path: Path, header: Header) -> dict:
+    raw = header.metadata.get(METADATA_KEY)
     if raw is None:
         _fail(path, f"not a bitscale packed file (no {METADATA_KEY!r} metadata)")
     try:
@@ -194,37 +165,18 @@ def _read_metadata(path: Path, header: dict) -> dict:
     return meta
 
 
-def _load_tensor(path: Path, name: str, entry: Any, header: dict, data: memoryview, start: int) -> Tensor:
+def _check_entry(path: Path, name: str, entry: Any, header: Header) -> None:
+    """A tensor of the metadata against the file's header: present, with the dtype and shape it lists."""
     where = f"tensor {name!r}"
     if not isinstance(entry, dict) or not {"dtype", "shape", "sha256"} <= entry.keys():
         _fail(path, f"{where}: malformed metadata entry")
-    info = header.get(name)
-    if not isinstance(info, dict):
+    info = header.tensors.get(name)
+    if info is None:
         _fail(path, f"{where}: missing from the file")
-    dtype = _DTYPES.get(info.get("dtype"))
-    if dtype is None or _TORCH_NAMES[dtype] != entry["dtype"]:
-        _fail(path, f"{where}: dtype {info.get('dtype')} disagrees with metadata ({entry['dtype']})")
-    shape = info.get("shape")
-    if list(shape or []) != list(entry["shape"]) or not all(isinstance(s, int) and s >= 0 for s in shape):
-        _fail(path, f"{where}: shape {shape} disagrees with metadata {entry['shape']}")
-    offsets = info.get("data_offsets")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-        _fail(path, f"{where}: malformed data offsets")
-    begin, end = start + offsets[0], start + offsets[1]
-    numel = 1
-    for s in shape:
-        numel *= s
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    if end - begin != numel * itemsize or begin < start:
-        _fail(path, f"{where}: {end - begin} bytes of data for shape {shape} ({numel * itemsize} expected)")
-    if end > len(data):
-        _fail(path, f"{where}: truncated (needs bytes up to {end}, file has {len(data)})")
-    raw = data[begin:end]
-    if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
-        _fail(path, f"{where}: checksum mismatch (sha256 of its bytes differs from the metadata): the file is corrupt")
-    if numel == 0:
-        return torch.empty(shape, dtype=dtype)
-    return torch.frombuffer(bytearray(raw), dtype=dtype).reshape(shape)
+    if _TORCH_NAMES[info.dtype] != entry["dtype"]:
+        _fail(path, f"{where}: dtype {_TORCH_NAMES[info.dtype]} disagrees with metadata ({entry['dtype']})")
+    if list(info.shape) != list(entry["shape"]):
+        _fail(path, f"{where}: shape {list(info.shape)} disagrees with metadata {entry['shape']}")
 
 
 def _check_layer(path: Path, name: str, entry: Any, tensors: dict[str, Tensor]) -> PackedWeight:
@@ -275,14 +227,18 @@ def load_packed(path: "str | Path") -> PackedFile:
     path = Path(path)
     if not path.is_file():
         raise PackedFileError(f"{path}: no such file")
-    data = memoryview(path.read_bytes())
-    header, start = _read_header(path, data)
+    header = _header(path)
     meta = _read_metadata(path, header)
     table = meta["tensors"]
-    for name in header:
-        if name != "__metadata__" and name not in table:
+    for name in header.tensors:
+        if name not in table:
             _fail(path, f"tensor {name!r}: in the file but not in the metadata")
-    raw = {name: _load_tensor(path, name, entry, header, data, start) for name, entry in table.items()}
+    for name, entry in table.items():
+        _check_entry(path, name, entry, header)
+    try:
+        raw = read_tensors(header, {name: entry["sha256"] for name, entry in table.items()})
+    except DamagedFileError as e:
+        raise PackedFileError(str(e)) from None
     layers: dict[str, PackedWeight] = {}
     attrs: dict[str, dict] = {}
     claimed: set[str] = set()
@@ -299,18 +255,9 @@ def load_packed(path: "str | Path") -> PackedFile:
 
 
 def file_metadata(path: "str | Path") -> dict:
-    """The packed metadata JSON of a file (header only, no tensor read or checked)."""
+    """The packed metadata JSON of a file (its header and tensor extents checked, no tensor read)."""
     path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            _fail(path, "truncated file")
-        (n,) = struct.unpack("<Q", head)
-        if n > _MAX_HEADER:
-            _fail(path, f"not a safetensors file (header length {n})")
-        body = f.read(n)
-    header, _ = _read_header(path, memoryview(head + body))
-    return _read_metadata(path, header)
+    return _read_metadata(path, _header(path))
 
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "PackedFile", "PackedFileError", "file_metadata", "load_packed", "save_packed"]
