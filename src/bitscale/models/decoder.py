@@ -34,7 +34,9 @@ from typing import Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from ..limits import MAX_DEPTH, MAX_SAMPLES, MAX_WIDTH, STRICT
 from torch import Tensor
 
 from ..nn import BitLinear
@@ -45,19 +47,19 @@ class DecoderConfig(BaseModel):
     """Shape and precision of a Decoder. `norm_in_bitlinear=None` picks the recipe (True) for quantized
     configs and the LLaMA-style twin (False) for `fp32`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
-    vocab_size: int = 256
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 128
-    d_ff: int | None = None
-    block_size: int = 256
+    vocab_size: int = Field(256, le=MAX_WIDTH)
+    n_layer: int = Field(4, le=MAX_DEPTH)
+    n_head: int = Field(4, le=MAX_WIDTH)
+    d_model: int = Field(128, le=MAX_WIDTH)
+    d_ff: int | None = Field(None, le=MAX_WIDTH)
+    block_size: int = Field(256, le=MAX_SAMPLES)
     mlp: Literal["swiglu", "relu2"] = "swiglu"
     quant: str | QuantConfig | dict = "bitnet-b1.58"
     norm_in_bitlinear: bool | None = None
     tie_weights: bool = False
-    rope_base: float = 10000.0
+    rope_base: float = Field(10000.0, gt=1.0, description="RoPE wavelength base (> 1)")
 
     @model_validator(mode="after")
     def _check(self) -> "DecoderConfig":

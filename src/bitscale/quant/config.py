@@ -21,7 +21,9 @@ import importlib
 import math
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from ..limits import MAX_WIDTH, STRICT
 
 from .activations import ACT_SCHEMES
 from .ste import STE_NAMES
@@ -51,7 +53,7 @@ class QuantConfig(BaseModel):
     for rounding quantizers (ternary, int-k), as in the BitNet b1.58 reference code.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     weight: WeightScheme = "fp32"
     act: ActScheme = "fp32"
@@ -59,13 +61,13 @@ class QuantConfig(BaseModel):
     act_ste: Optional[SteRule] = None
     ste_clip: float = Field(1.0, gt=0)
     granularity: Literal[GRANULARITIES] = "tensor"  # type: ignore[valid-type]
-    group_size: int = Field(128, ge=1)
-    act_group_size: int = Field(128, ge=1)
-    atom_outliers: int = Field(128, ge=0)
+    group_size: int = Field(128, ge=1, le=MAX_WIDTH)
+    act_group_size: int = Field(128, ge=1, le=MAX_WIDTH)
+    atom_outliers: int = Field(128, ge=0, le=MAX_WIDTH)
     center: bool = True
     norm: bool = False
     scale_bits: int = Field(16, ge=1, le=64)
-    eps: float = Field(1e-5, gt=0)
+    eps: float = Field(1e-5, gt=0, le=1.0)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> "QuantConfig":

@@ -20,44 +20,46 @@ import json
 import math
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from ..limits import MAX_SAMPLES, MAX_SEED, MAX_STEPS, MAX_WIDTH, STRICT
 
 from ..atomic import atomic_write
 from ..train import TaskSpec, TrainConfig, build_task
 
 
 class Target(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     function: str = "teacher"
-    d: int = Field(128, ge=1)
+    d: int = Field(128, ge=1, le=MAX_WIDTH)
 
 
 class TheoryConfig(BaseModel):
     """What `bitscale theory` runs (all fields optional in the TOML file)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
-    widths: list[int] = Field(default_factory=lambda: [64, 256, 1024, 4096, 16384], min_length=2)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    widths: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(default_factory=lambda: [64, 256, 1024, 4096, 16384], min_length=2)
+    seeds: list[Annotated[int, Field(ge=-MAX_SEED, le=MAX_SEED)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     targets: list[Target] = Field(
         default_factory=lambda: [Target(function="sines", d=16), Target(function="teacher", d=128)], min_length=1
     )
     quant: str = "paper-1bit"
-    n_train: int = Field(128, ge=2)
-    n_test: int = Field(512, ge=1)
-    steps: int = Field(400, ge=1)
+    n_train: int = Field(128, ge=2, le=MAX_SAMPLES)
+    n_test: int = Field(512, ge=1, le=MAX_SAMPLES)
+    steps: int = Field(400, ge=1, le=MAX_STEPS)
     lr: float = Field(1.0, gt=0)
-    every: int = Field(100, ge=1, description="kernel diagnostics every this many steps")
+    every: int = Field(100, ge=1, le=MAX_STEPS, description="kernel diagnostics every this many steps")
     kappa: float = Field(1.0, gt=0)
-    kappas: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
-    kappa_width: int = Field(1024, ge=1)
-    ntk_widths: list[int] = Field(default_factory=lambda: [256, 4096, 16384])
-    ntk_points: int = Field(64, ge=2)
+    kappas: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
+    kappa_width: int = Field(1024, ge=1, le=MAX_WIDTH)
+    ntk_widths: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(default_factory=lambda: [256, 4096, 16384])
+    ntk_points: int = Field(64, ge=2, le=MAX_SAMPLES)
 
 
 def _task(cfg: TheoryConfig, target: Target, seed: int = 0):

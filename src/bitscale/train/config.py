@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from ..limits import MAX_SAMPLES, MAX_SEED, MAX_STEPS, STRICT
 
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 
@@ -26,25 +28,25 @@ class TrainConfig(BaseModel):
     formulas.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0.0, description="peak learning rate")
     momentum: float = Field(0.0, ge=0.0, lt=1.0, description="SGD momentum (sgd only)")
-    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = Field((0.9, 0.999), strict=False)  # a TOML / JSON array
     weight_decay: float = Field(0.0, ge=0.0, description="decoupled for adamw, L2 for sgd/adam")
-    steps: int = Field(1000, ge=1, description="number of optimizer updates")
-    batch_size: Annotated[int, Field(ge=1)] | None = Field(
+    steps: int = Field(1000, ge=1, le=MAX_STEPS, description="number of optimizer updates")
+    batch_size: Annotated[int, Field(ge=1, le=MAX_SAMPLES)] | None = Field(
         None, description="None = full-batch gradient descent (the NTK regime)"
     )
     schedule: Literal["constant", "cosine", "linear", "two-stage"] = "constant"
-    warmup_steps: int = Field(0, ge=0)
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="lr floor for cosine/linear/two-stage")
     stage2_lr_ratio: float = Field(0.5, gt=0.0, le=1.0, description="lr cut at the two-stage midpoint")
     stage2_weight_decay: float = Field(0.0, ge=0.0, description="weight decay in two-stage stage 2")
     grad_clip: Annotated[float, Field(gt=0.0)] | None = Field(None, description="max global grad L2 norm")
-    seed: int = Field(0, description="seeds minibatch sampling")
-    eval_every: int = Field(100, ge=1, description="evaluate full train/test loss every this many steps")
+    seed: int = Field(0, ge=-MAX_SEED, le=MAX_SEED, description="seeds minibatch sampling")
+    eval_every: int = Field(100, ge=1, le=MAX_STEPS, description="evaluate full train/test loss every this many steps")
 
     @model_validator(mode="after")
     def _warmup_shorter_than_run(self) -> TrainConfig:

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from ..limits import MAX_COUNT, MAX_SAMPLES, MAX_SEED, STRICT
 
 from ..models.decoder import DecoderConfig
 from .config import TrainConfig
@@ -42,12 +44,12 @@ class LMDataConfig(BaseModel):
     """The text: a shipped corpus name (see bitscale.data.text.CORPORA) or a UTF-8 file path; the
     tokenizer ("byte" or "bpe:<vocab>", trained on the corpus); the validation tail; the window length."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     corpus: str = "tinyshakespeare"
     tokenizer: str = "byte"
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    block_size: int = Field(128, ge=1)
+    block_size: int = Field(128, ge=1, le=MAX_SAMPLES)
 
     @field_validator("tokenizer")
     @classmethod
@@ -62,14 +64,14 @@ class LMRunConfig(BaseModel):
     """A language-model run. `kind` tells it apart from a regression `RunConfig` where both can appear
     (a sweep file, the results store); config files may leave it out."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     kind: Literal["lm"] = "lm"
     model: DecoderConfig = Field(default_factory=DecoderConfig)
     data: LMDataConfig = Field(default_factory=LMDataConfig)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(**LM_TRAIN_DEFAULTS))
-    eval_batches: int = Field(8, ge=1, description="fixed validation batches (of train.batch_size windows)")
-    eval_seed: int = 1234
+    eval_batches: int = Field(8, ge=1, le=MAX_COUNT, description="fixed validation batches (of train.batch_size windows)")
+    eval_seed: int = Field(1234, ge=-MAX_SEED, le=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     autocast: Literal[AUTOCAST_MODES] = Field(  # type: ignore[valid-type]
         "auto", description="forward-pass autocast: auto = bf16 on CUDA, off on a CPU; bf16 anywhere (see train.speed)"

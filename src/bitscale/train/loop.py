@@ -21,7 +21,9 @@ Resume: with ``checkpoint=PATH`` the loop writes its whole state (weights, optim
 states, step, curves; see `bitscale.train.state`) to PATH every ``checkpoint_every`` updates, and
 if PATH already exists when it starts, it continues from there. The minibatch stream is replayed
 from the seed up to the saved step and checked against the saved generator state, so a resumed
-run takes exactly the updates an uninterrupted run takes and ends at the same loss.
+run takes exactly the updates an uninterrupted run takes and ends at the same loss. A checkpoint that
+fails verification or restores a model with a non-finite loss is discarded (with a warning) and the
+run starts from scratch, counted in ``RunResult.restarts``.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ import torch
 from torch import nn
 
 from bitscale.train.config import TrainConfig
+from bitscale.train.finite import first_nonfinite
 from bitscale.train.optimizers import make_optimizer
 from bitscale.train.schedules import lr_at, weight_decay_at
-from bitscale.train.state import load_training_state, save_training_state
+from bitscale.train.state import resume_training_state, save_training_state
 
 
 @dataclass
@@ -55,6 +58,7 @@ class RunResult:
     final_test_loss: float = math.nan
     wall_time_s: float = 0.0
     n_params: int = 0  # trainable parameters
+    restarts: int = 0  # checkpoints discarded (damaged, or a non-finite loss): the run restarted from scratch
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for `json.dumps`; curves become lists of ``[step, loss]`` pairs.
@@ -119,6 +123,7 @@ def train(
     )
 
     def diverge(step: int) -> RunResult:
+        """A non-finite loss, parameter or optimizer state at `step`: the run stops as diverged."""
         result.status, result.diverged_at, result.steps_done = "diverged", step, step
         result.final_train_loss = result.final_test_loss = math.nan
         result.wall_time_s = elapsed_before + time.perf_counter() - t0
@@ -133,9 +138,11 @@ def train(
         save_training_state(checkpoint, model, optimizer, generator, step, extra)
 
     def evaluate(step: int) -> bool:
-        """Record the curves at ``step``; False if a loss is not finite."""
+        """Record the curves at ``step``; False if a loss, a parameter or an optimizer state is not finite."""
         train_loss, test_loss = _evaluate(model, task, device)
         if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
+            return False
+        if first_nonfinite(model, optimizer) is not None:
             return False
         result.train_curve.append((step, train_loss))
         result.test_curve.append((step, test_loss))
@@ -146,8 +153,12 @@ def train(
 
     model.train()
     start, elapsed_before = 0, 0.0
+    resumed = None
     if checkpoint is not None and Path(checkpoint).exists():
-        start, batch_state, extra = load_training_state(checkpoint, model, optimizer)
+        resumed = resume_training_state(checkpoint, model, optimizer, lambda: sum(_evaluate(model, task, device)))
+        result.restarts += resumed is None
+    if resumed is not None:
+        start, batch_state, extra = resumed
         result.train_curve = [(int(s), float(v)) for s, v in extra["train_curve"]]
         result.test_curve = [(int(s), float(v)) for s, v in extra["test_curve"]]
         if result.train_curve:

@@ -24,10 +24,12 @@ Every section is validated (unknown keys, wrong types and out-of-range values ar
 
 from __future__ import annotations
 
-from typing import Any, Collection, Literal, Optional, Union
+from typing import Annotated, Any, Collection, Literal, Optional, Union
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from ..limits import MAX_DEPTH, MAX_SAMPLES, MAX_SEED, MAX_WIDTH, STRICT
 
 from ..data import function_names, make_task
 from ..data.task import RegressionTask
@@ -41,16 +43,16 @@ class ModelSpec(BaseModel):
     """Which model to build. `two_layer` is the paper's TwoLayerNet (width = m); `mlp` stacks
     `depth` BitLinear layers of `width` units with a full-precision head."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     kind: Literal["two_layer", "mlp"] = "two_layer"
-    width: int = Field(1024, ge=1)
-    depth: int = Field(1, ge=1, description="hidden layers (mlp only)")
+    width: int = Field(1024, ge=1, le=MAX_WIDTH)
+    depth: int = Field(1, ge=1, le=MAX_DEPTH, description="hidden layers (mlp only)")
     quant: Union[str, QuantConfig] = "paper-1bit"
     kappa: float = Field(1.0, gt=0, description="output scale (two_layer only)")
     activation: str = "relu"
     train_a: bool = False
-    init_seed: Optional[int] = Field(None, description="seed of the initialization; default: the train seed")
+    init_seed: Optional[int] = Field(None, ge=-MAX_SEED, le=MAX_SEED, description="seed of the initialization; default: the train seed")
 
     @field_validator("quant", mode="before")
     @classmethod
@@ -73,17 +75,17 @@ class TaskSpec(BaseModel):
     """Arguments of `bitscale.data.make_task`; `options` go to the target function (e.g. width for
     the teacher)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     function: str = "sines"
-    d: int = Field(16, ge=1)
-    n_train: int = Field(256, ge=1)
-    n_test: int = Field(1024, ge=1)
+    d: int = Field(16, ge=1, le=MAX_WIDTH)
+    n_train: int = Field(256, ge=1, le=MAX_SAMPLES)
+    n_test: int = Field(1024, ge=1, le=MAX_SAMPLES)
     noise_std: float = Field(0.0, ge=0)
     input_dist: Literal["gaussian", "sphere"] = "gaussian"
-    seed: int = 0
+    seed: int = Field(0, ge=-MAX_SEED, le=MAX_SEED)
     standardize: bool = True
-    options: dict[str, Union[int, float]] = Field(default_factory=dict)
+    options: dict[str, Union[Annotated[int, Field(ge=-MAX_SEED, le=MAX_SEED)], float]] = Field(default_factory=dict)
 
     @field_validator("function")
     @classmethod
@@ -94,7 +96,7 @@ class TaskSpec(BaseModel):
 
 
 class RunConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     model: ModelSpec = Field(default_factory=ModelSpec)
     task: TaskSpec = Field(default_factory=TaskSpec)
