@@ -10,12 +10,13 @@ from __future__ import annotations
 import sys
 
 from . import train, sweep, fit, theory, lm, hf, pack, bench, report  # noqa: F401, I001  (importing each registers its commands, in this order)
+from ..atomic import UnsafeTargetError
 from .common import UserError, app, err_console
 
 
 def main() -> None:
     try:
         app()
-    except UserError as e:
+    except (UserError, UnsafeTargetError) as e:
         err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)

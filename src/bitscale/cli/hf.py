@@ -22,10 +22,14 @@ def export_hf_command(
         import safetensors  # noqa: F401
         import transformers  # noqa: F401
 
+        from ..atomic import check_directory_target
         from ..interop.hf import export_hf
         from ..train.lm_files import load_lm
     except ImportError as e:
         fail(f"export-hf needs transformers and safetensors ({e}): {HF_HINT}")
+    check_directory_target(out_dir)
+    if out_dir.exists() and run_dir.exists() and out_dir.resolve() == run_dir.resolve():
+        fail(f"{out_dir}: is also the run directory being exported; write the export elsewhere")
     try:
         model, tokenizer, _ = load_lm(run_dir)
     except (ValueError, ValidationError, OSError) as e:

@@ -24,9 +24,12 @@ def lm_command(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the decoder blocks (faster on long runs; eager fallback)"),
 ) -> None:
     """Train a decoder language model (BitNet b1.58 recipe) and print val loss, perplexity, bits per byte."""
+    from ..atomic import check_directory_target
     from ..train.lm import train_lm
 
     cfg = _load_lm_config(config)
+    if out is not None:
+        check_directory_target(out)  # before training, not after
     m = cfg.model
     console.print(
         f"{cfg.data.corpus} ({cfg.data.tokenizer}) | decoder {m.n_layer}x{m.d_model}, quant {m.quant if isinstance(m.quant, str) else 'custom'} | "
@@ -42,6 +45,9 @@ def lm_command(
         f"final val loss {result.final_val_loss:.4f} nats/token | perplexity {result.perplexity:.3f} | "
         f"bits per byte {result.bits_per_byte:.4f} | {result.tokens_seen:,} tokens | {result.wall_time_s:.1f} s"
     )
+    if result.status != "done":
+        console.print(f"[red]diverged at step {result.diverged_at}[/red]" + (f": nothing written to {out}" if out is not None else ""))
+        raise typer.Exit(1)
     if out is not None:
         console.print(f"wrote {out}/model.safetensors, config.json, result.json")
 

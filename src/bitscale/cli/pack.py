@@ -19,12 +19,15 @@ def pack_command(
 ) -> None:
     """Pack a run's ternary / binary BitLinear layers (int8 or binary activations) into one packed
     safetensors file and print its size against fp32 and the packed layers' storage bits per weight."""
+    from ..atomic import check_output
     from ..kernels.packfile import PackedFileError
     from ..nn.packed import pack, packed_layers, save_packed_model, skipped_layers
     from ..runs import load_run_dir
 
     if ternary_format not in ("ternary-b3", "ternary2"):
         fail(f"--format: expected ternary-b3 or ternary2, got {ternary_format!r}")
+    target = out / PACKED_NAME if out.is_dir() and not out.is_symlink() else out
+    check_output(target, inputs=[ckpt / name for name in ("config.json", "model.safetensors", "tokenizer.json")])
     try:
         model, spec = load_run_dir(ckpt)
     except (ValueError, OSError) as e:
@@ -37,8 +40,7 @@ def pack_command(
     if not layers:
         reasons = sorted(set(skipped.values())) or ["no BitLinear layer"]
         fail(f"{ckpt}: nothing to pack (packable: ternary/binary/sign weights with int8/binary activations; found {'; '.join(reasons)})")
-    if out.is_dir():
-        out = out / PACKED_NAME
+    out = target
     try:
         save_packed_model(model, out, spec=spec)
     except (ValueError, OSError, PackedFileError) as e:

@@ -18,9 +18,11 @@ def theory_command(
     out: Path = typer.Option(Path("runs/theory"), help="directory for the tables (CSV, JSON) and plots (PNG)"),
 ) -> None:
     """Measure the paper's claims over widths: NTK vs its limit, kernel movement, generalization difference."""
+    from ..atomic import check_directory_target
     from ..theory.study import TheoryConfig, run_study
 
     cfg = load_config(config, TheoryConfig)
+    check_directory_target(out)
     total = len(cfg.targets) * (len(cfg.widths) * len(cfg.seeds) + len(cfg.ntk_widths))
     with progress_bar() as progress:
         bar = progress.add_task("theory", total=total)

@@ -18,10 +18,13 @@ def train_command(
 ) -> None:
     """Train one model from a TOML config and print its final losses."""
     from ..nn import summary
+    from ..atomic import check_directory_target
     from ..runs import kind_for
     from ..train import build_model, build_task, train
 
     run_config = load_run_config(config)
+    if out is not None:
+        check_directory_target(out)  # before training, not after
     try:
         task = build_task(run_config.task)
         model = build_model(run_config.model, task.d, run_config.train.seed)
@@ -45,8 +48,8 @@ def train_command(
     )
     console.print(table)
     if result.status == "diverged":
-        console.print(f"[red]diverged at step {result.diverged_at}[/red]")
-    if out is not None:
+        console.print(f"[red]diverged at step {result.diverged_at}[/red]" + (f": nothing written to {out}" if out is not None else ""))
+    elif out is not None:
         kind_for(run_config).save_dir(out, model, run_config, result)
         console.print(f"wrote {out}/model.safetensors, config.json, result.json")
     if result.status != "done":
@@ -59,9 +62,11 @@ def demo_command(
     out: Path = typer.Option(Path("runs/demo"), help="where the store, sweep files, theory outputs and report go"),
 ) -> None:
     """The 1-bit scaling study end to end: width sweep, LM sweep, theory, fits and an HTML report."""
+    from ..atomic import check_directory_target
     from ..main_job import FULL, QUICK, run_main_job
     from ..report import ReportError
 
+    check_directory_target(out)
     plan = QUICK if quick else FULL
     console.print(
         f"TwoLayerNet {', '.join(plan.quants)}: {len(plan.widths)} widths x {len(plan.seeds)} seeds x 2 targets, "
