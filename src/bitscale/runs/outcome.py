@@ -1,6 +1,10 @@
 """What training one run reports, whatever its kind: a `RunOutcome` (status, losses, curves as metric
 rows), made from a regression `RunResult` or an `LMResult`. Executors send outcomes back to the one
 process that writes the store.
+
+A run that discarded its checkpoint (damaged, or restoring a non-finite loss) and restarted from scratch
+carries one more metric row, (0, "run", "checkpoint_discarded", number of restarts), so the store records
+it without a schema change.
 """
 
 from __future__ import annotations
@@ -34,9 +38,18 @@ class RunOutcome:
     metrics: list[tuple[int, str, str, float]] = field(default_factory=list)
 
 
+DISCARDED = (0, "run", "checkpoint_discarded")  # (step, split, name) of the restart metric
+
+
+def restart_rows(restarts: int) -> list[tuple[int, str, str, float]]:
+    """The metric row recording checkpoints discarded by a run (none for a run that never restarted)."""
+    return [(*DISCARDED, float(restarts))] if restarts else []
+
+
 def outcome_from_result(run_id: str, result: RunResult, started: float) -> RunOutcome:
     metrics = [(s, "train", "loss", v) for s, v in result.train_curve]
     metrics += [(s, "test", "loss", v) for s, v in result.test_curve]
+    metrics += restart_rows(result.restarts)
     error = None if result.status == "done" else f"loss became non-finite at step {result.diverged_at}"
     return RunOutcome(
         id=run_id,
@@ -62,6 +75,7 @@ def outcome_from_lm_result(run_id: str, result: "LMResult", started: float) -> R
     if done:
         metrics += [(result.steps, "test", "perplexity", result.perplexity),
                     (result.steps, "test", "bits_per_byte", result.bits_per_byte)]
+    metrics += restart_rows(result.restarts)
     finite_train = [v for v in result.train_curve if math.isfinite(v)]
     return RunOutcome(
         id=run_id,

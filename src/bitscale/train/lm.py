@@ -49,11 +49,12 @@ from ..data.text import TokenStream, load_text
 from ..data.tokenizers import ByteTokenizer, get_tokenizer
 from ..models.decoder import Decoder
 from .lm_config import LM_TRAIN_DEFAULTS, LMDataConfig, LMRunConfig, load_lm_config
+from .checkpoint import check_run_dir_target
 from .lm_files import generate_text, load_lm, save_lm
 from .optimizers import make_optimizer
 from .schedules import lr_at, weight_decay_at
 from .speed import autocast_context, compile_blocks, eager, first_step_with_fallback
-from .state import load_training_state, save_training_state
+from .state import resume_training_state, save_training_state
 
 
 @dataclass
@@ -73,6 +74,7 @@ class LMResult:
     wall_time_s: float
     status: str = "done"  # or "diverged": the training loss became non-finite
     diverged_at: "int | None" = None  # the update whose loss was non-finite
+    restarts: int = 0  # checkpoints discarded (damaged, or a non-finite loss): the run restarted from scratch
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -182,11 +184,16 @@ def train_lm(
     every `checkpoint_every` updates (default `train.eval_every`); the resumed run's curves and final
     loss equal the uninterrupted run's. A non-finite training loss stops the run with status "diverged".
 
+    A damaged checkpoint, or one whose model has a non-finite validation loss, is discarded with a warning
+    and the run starts from scratch (counted in `LMResult.restarts`).
+
     `compile`: compile the decoder blocks (`bitscale.train.speed`); the curves equal the eager run's to
     float tolerance, evaluation runs eagerly, and a failed compilation falls back to eager training.
     """
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if out_dir is not None:
+        check_run_dir_target(out_dir)  # a folder save_lm would refuse is refused before training, not after
     t0 = time.perf_counter()
     rank, world, local_rank = _dist_env()
     tc = cfg.train
@@ -238,8 +245,13 @@ def train_lm(
             if world > 1:
                 dist.barrier()
 
+        resumed, restarts = None, 0
         if checkpoint is not None and Path(checkpoint).exists():
-            start, batch_state, extra = load_training_state(checkpoint, raw, opt)
+            with eager():
+                resumed = resume_training_state(checkpoint, raw, opt, lambda: evaluate(raw, windows, device, autocast))
+            restarts = int(resumed is None)
+        if resumed is not None:
+            start, batch_state, extra = resumed
             train_losses = [float(v) for v in extra["train_losses"]]
             eval_steps = [int(s) for s in extra["eval_steps"]]
             train_curve = [math.nan if v is None else float(v) for v in extra["train_curve"]]
@@ -300,6 +312,7 @@ def train_lm(
                 wall_time_s=elapsed_before + time.perf_counter() - t0,
                 status="done" if diverged_at is None else "diverged",
                 diverged_at=diverged_at,
+                restarts=restarts,
             )
             if out_dir is not None:
                 save_lm(out_dir, raw, tokenizer, cfg, result)

@@ -1,51 +1,100 @@
 """LM run directories: save and load a trained decoder with its tokenizer and config, and sample text.
 
-model.safetensors (state_dict), config.json (LMRunConfig), result.json (LMResult) and, for BPE,
-tokenizer.json; every write is atomic and nothing is unpickled.
+model.safetensors (state_dict, a verified `bitscale.tensorfile` bound to config.json and, for BPE, to
+tokenizer.json), config.json (LMRunConfig), result.json (LMResult) and, for BPE, tokenizer.json; the
+directory is written as a unit (`bitscale.train.checkpoint.write_run_dir`) and nothing is unpickled.
+Tied weights (a head that is the embedding) are stored once, under the first of their names in sorted
+order, as `safetensors.torch.save_model` stores them, so directories written before the checks still load.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write, atomic_write_json
 from ..data.tokenizers import BPETokenizer, ByteTokenizer
 from ..models.decoder import Decoder
-from .checkpoint import require_run_files
+from .checkpoint import (
+    CONFIG_KEY,
+    TOKENIZER_KEY,
+    WEIGHTS,
+    config_text,
+    load_weights,
+    require_run_files,
+    save_weights,
+    sha256_text,
+    write_run_dir,
+)
 from .lm_config import LMRunConfig
 
 
-def save_lm(directory: "str | Path", model: Decoder, tokenizer, cfg: LMRunConfig, result=None) -> Path:
-    """Write model.safetensors, config.json, tokenizer.json (BPE only) and result.json atomically."""
-    from safetensors.torch import save_model
+def _storage_key(t: torch.Tensor) -> tuple:
+    return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model = model.to("cpu") if next(model.parameters()).device.type != "cpu" else model
-    atomic_write(directory / "model.safetensors", lambda tmp: save_model(model, tmp, metadata={"format": "bitscale-lm"}))
-    if isinstance(tokenizer, BPETokenizer):
-        tokenizer.save(directory / "tokenizer.json")
-    atomic_write_json(directory / "config.json", cfg.model_dump(mode="json"))
-    if result is not None:
-        atomic_write_json(directory / "result.json", result.to_dict())
-    return directory
+
+def distinct_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state_dict with each tensor that shares memory with another (tied weights) kept once,
+    under the first of its names in sorted order."""
+    state = model.state_dict()
+    kept: dict[tuple, str] = {}
+    for name in sorted(state):
+        t = state[name]
+        if t.numel():
+            kept.setdefault(_storage_key(t), name)
+    return {name: t.detach().contiguous().cpu() for name, t in state.items()
+            if not t.numel() or kept[_storage_key(t)] == name}
+
+
+def load_distinct_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Load `distinct_state`'s tensors back: a name missing from the file must be tied to one it has.
+    RuntimeError (one line) on a missing or unexpected tensor."""
+    result = model.load_state_dict(tensors, strict=False)
+    state = model.state_dict()
+    present = {_storage_key(state[name]) for name in tensors if name in state}
+    missing = [name for name in result.missing_keys if _storage_key(state[name]) not in present]
+    if missing:
+        raise RuntimeError(f"{path}: tensor {missing[0]!r}: missing from the file")
+    if result.unexpected_keys:
+        raise RuntimeError(f"{path}: tensor {result.unexpected_keys[0]!r}: not a tensor of the model")
+
+
+def save_lm(directory: "str | Path", model: Decoder, tokenizer, cfg: LMRunConfig, result=None) -> Path:
+    """Write model.safetensors, config.json, tokenizer.json (BPE only) and result.json, as one unit."""
+    state = distinct_state(model)
+    text = config_text(cfg)
+
+    def write(tmp: Path) -> None:
+        (tmp / "config.json").write_text(text)
+        bound = {CONFIG_KEY: sha256_text(text)}
+        if isinstance(tokenizer, BPETokenizer):
+            bound[TOKENIZER_KEY] = sha256_text(tokenizer.save(tmp / "tokenizer.json").read_bytes())
+        save_weights(tmp / WEIGHTS, state, "bitscale-lm", bound)
+        if result is not None:
+            (tmp / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+
+    return write_run_dir(directory, write)
 
 
 def load_lm(directory: "str | Path") -> "tuple[Decoder, ByteTokenizer | BPETokenizer, LMRunConfig]":
-    """(model in eval mode on CPU, tokenizer, config) of a saved run; safetensors only, no pickle."""
-    from safetensors.torch import load_model
-
+    """(model in eval mode on CPU, tokenizer, config) of a saved run, its weights verified (and bound to
+    its config.json and tokenizer.json) before the model is built; safetensors only, no pickle."""
     directory = Path(directory)
     require_run_files(directory)
-    cfg = LMRunConfig.model_validate_json((directory / "config.json").read_text())
+    text = (directory / "config.json").read_text()
+    bound = {CONFIG_KEY: ("config.json", text)}
+    tokenizer_file = directory / "tokenizer.json"
+    if tokenizer_file.is_file():
+        bound[TOKENIZER_KEY] = ("tokenizer.json", tokenizer_file.read_bytes())
+    tensors = load_weights(directory, bound)
+    cfg = LMRunConfig.model_validate_json(text)
     if cfg.data.tokenizer == "byte":
         tokenizer = ByteTokenizer()
     else:
-        tokenizer = BPETokenizer.load(directory / "tokenizer.json")
+        tokenizer = BPETokenizer.load(tokenizer_file)
     model = Decoder(cfg.model)
-    load_model(model, directory / "model.safetensors", strict=True)
+    load_distinct_state(model, tensors, directory / WEIGHTS)
     model.eval()
     return model, tokenizer, cfg
 

@@ -6,9 +6,11 @@ optimizer state are zeroed and its learning rate set to 0, so it stays finite an
 
 Checkpoints (``checkpoint_path``): every ``checkpoint_every`` steps the whole stacked state (parameters,
 optimizer state, each member's batch-generator state and permutation, the step, the curves so far and each
-member's status) is written to one safetensors file, atomically (`bitscale.atomic.atomic_write`).
+member's status) is written to one verified tensor file (`bitscale.tensorfile`: a sha256 per tensor), atomically.
 A call that finds the file resumes from it and gives the same results as an uninterrupted call; the file is
-deleted when the group finishes. Nothing is ever unpickled.
+deleted when the group finishes. A checkpoint that fails verification, belongs to another group, or restores
+a live member with a non-finite loss is discarded with a warning, and the group starts from scratch (each
+result's ``restarts`` counts it). Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ...quant import resolve_config
-from ...atomic import atomic_write
+from ...tensorfile import load_tensors, save_tensors
 from ...train.loop import RunResult
 from ...train.run import RunConfig
 from .ensemble import Ensemble
@@ -44,25 +45,15 @@ def _fingerprint(configs: list[RunConfig]) -> str:
 
 
 def _save_checkpoint(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    contiguous = {name: t.detach().contiguous() for name, t in tensors.items()}
-
-    def write(tmp: str) -> None:
-        save_file(contiguous, tmp, metadata={"bitscale": json.dumps(meta)})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-
-    atomic_write(path, write)
+    save_tensors(path, tensors, {"bitscale": json.dumps(meta)}, fsync=True)
 
 
 def _load_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {})["bitscale"])
-    return load_file(str(path)), meta
+    """The verified tensors and the metadata of a checkpoint (DamagedFileError on a damaged file)."""
+    tensors, metadata = load_tensors(path)
+    if "bitscale" not in metadata:
+        raise ValueError(f"{path}: not a batched checkpoint (no 'bitscale' metadata)")
+    return tensors, json.loads(metadata["bitscale"])
 
 
 class _Group:
@@ -158,11 +149,14 @@ class _Group:
 
     def restore(self, path: Path) -> tuple[int, float] | None:
         """Load the checkpoint at `path`: (step, elapsed seconds), or None (with a warning) if it is
-        unreadable or belongs to another group."""
+        unreadable, belongs to another group or restores a live member with a non-finite loss; the group
+        may then have been changed and must be rebuilt."""
         try:
             tensors, meta = _load_checkpoint(path)
         except Exception as err:  # a damaged file: start over rather than fail the group
-            warnings.warn(f"{path}: unreadable checkpoint ({err}); starting from scratch", stacklevel=3)
+            reason = " ".join(str(err).removeprefix(f"{path}: ").split())
+            warnings.warn(f"{path}: unreadable checkpoint ({reason}); checkpoint discarded, starting from scratch",
+                          stacklevel=3)
             return None
         if meta.get("version") != _CHECKPOINT_VERSION or meta.get("fingerprint") != self.fingerprint:
             warnings.warn(f"{path}: checkpoint of another group; starting from scratch", stacklevel=3)
@@ -185,6 +179,12 @@ class _Group:
         dead = [j for j in range(self.k) if not self.alive[j]]
         if dead:
             self.freeze(dead, step)
+        train, test = self.ens.evaluate()
+        bad = [j for j in range(self.k) if self.alive[j] and not (math.isfinite(train[j]) and math.isfinite(test[j]))]
+        if bad:
+            warnings.warn(f"{path}: member {bad[0]}'s restored loss is not finite; checkpoint discarded, starting "
+                          "from scratch", stacklevel=3)
+            return None
         return step, float(meta["elapsed_s"])
 
     def result(self, j: int, wall_time_s: float) -> RunResult:
@@ -243,6 +243,9 @@ def train_batched(
 
     start, elapsed_before = 0, 0.0
     restored = group.restore(path) if path is not None and path.exists() else None
+    restarts = int(restored is None and path is not None and path.exists())
+    if restarts:
+        group = _Group([configs[i] for i in order])  # a discarded restore may have changed it
     if restored is not None:
         start, elapsed_before = restored
     else:
@@ -263,6 +266,7 @@ def train_batched(
     results: list[RunResult] = [None] * len(configs)  # type: ignore[list-item]
     for j, i in enumerate(order):
         results[i] = group.result(j, wall)
+        results[i].restarts = restarts
     if path is not None:
         path.unlink(missing_ok=True)
         for stale in path.parent.glob(f".{path.name}.*"):  # atomic_write temp files left by a kill
