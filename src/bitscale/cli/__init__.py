@@ -11,12 +11,13 @@ import sys
 
 from . import train, sweep, fit, theory, lm, hf, pack, bench, report  # noqa: F401, I001  (importing each registers its commands, in this order)
 from ..atomic import UnsafeTargetError
+from ..limits import MemoryLimitError
 from .common import UserError, app, err_console
 
 
 def main() -> None:
     try:
         app()
-    except (UserError, UnsafeTargetError) as e:
+    except (UserError, UnsafeTargetError, MemoryLimitError) as e:  # a user's input, refused in one line
         err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)

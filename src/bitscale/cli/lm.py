@@ -25,11 +25,13 @@ def lm_command(
 ) -> None:
     """Train a decoder language model (BitNet b1.58 recipe) and print val loss, perplexity, bits per byte."""
     from ..atomic import check_directory_target
+    from ..runs import KINDS
     from ..train.lm import train_lm
 
     cfg = _load_lm_config(config)
     if out is not None:
         check_directory_target(out)  # before training, not after
+    KINDS["lm"].check_fits(cfg, str(config))
     m = cfg.model
     console.print(
         f"{cfg.data.corpus} ({cfg.data.tokenizer}) | decoder {m.n_layer}x{m.d_model}, quant {m.quant if isinstance(m.quant, str) else 'custom'} | "

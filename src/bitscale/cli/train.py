@@ -25,6 +25,7 @@ def train_command(
     run_config = load_run_config(config)
     if out is not None:
         check_directory_target(out)  # before training, not after
+    kind_for(run_config).check_fits(run_config, str(config))
     try:
         task = build_task(run_config.task)
         model = build_model(run_config.model, task.d, run_config.train.seed)
