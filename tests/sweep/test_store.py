@@ -136,8 +136,9 @@ def test_failed_write_leaves_nothing_half_written(tmp_path):
     with make_store(tmp_path / "r.db") as s:
         s.mark_running("run00", "hostA", 1)
         bad = [(0, "train", "loss", 1.0), (1, "train", None, 2.0)]  # NULL name violates NOT NULL mid-insert
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(StoreError, match=r"r\.db: write refused \(NOT NULL constraint failed: metrics\.name\)") as e:
             s.finish_run("run00", "done", final_test_loss=0.1, metrics=bad)
+        assert isinstance(e.value.__cause__, sqlite3.IntegrityError)  # the SQLite error is kept as the cause
         assert s.get_run("run00")["status"] == "running"
         assert s.get_run("run00")["final_test_loss"] is None
         assert s.metrics("run00") == []

@@ -32,6 +32,13 @@ Guarantees:
   a newer bitscale, raises StoreError and is left byte-for-byte untouched. Older stores are upgraded
   in one transaction by applying the pending MIGRATIONS.
 - Non-finite floats (NaN, +-inf) in losses and metrics are stored as NULL (read back as None / NaN).
+- Only a regular file (symlinks followed) is ever opened: a directory, FIFO, socket or device at the
+  store path is refused from its stat() with one line, before anything opens it (opening a FIFO would
+  block forever). A missing store is created at the symlink's target when the path is a dangling link.
+- Every SQLite error (and every undecodable text or config) met while creating, opening, reading or
+  writing a store surfaces as StoreError with one line naming the file and what went wrong:
+  "PATH: cannot write (read-only file or folder?)", "PATH: damaged database (...)", "PATH: busy ...".
+  Nothing else escapes as sqlite3.Error.
 """
 
 from __future__ import annotations
@@ -39,8 +46,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import errno
+import functools
 import os
 import sqlite3
+import stat
 import sys
 import tempfile
 import time
@@ -171,9 +181,104 @@ def _statements(sql: str) -> Iterator[str]:
         yield buf
 
 
+_SQLITE_CODES = {  # primary result codes (sqlite3.h) -> what the user is told
+    3: "cannot write (permission denied; read-only file or folder?)",  # SQLITE_PERM
+    8: "cannot write (read-only file or folder?)",  # SQLITE_READONLY
+    5: "busy (another process held the database lock for more than 10 s)",  # SQLITE_BUSY
+    6: "busy (the database is locked)",  # SQLITE_LOCKED
+    13: "cannot write (the disk or the database is full)",  # SQLITE_FULL
+}
+
+
+def describe_error(path: "str | Path", err: BaseException, doing: str = "open") -> str:
+    """One line for a low-level error met on the store at `path`: the file, then what went wrong (an
+    OSError: "cannot <doing> the store (...)").
+
+    sqlite3 errors are classified by their result code (Python 3.11+) or, failing that, their text:
+    a write refused by permissions -> "cannot write (read-only file or folder?)"; corrupt pages, a
+    text value that is not UTF-8 or a stored config that is not JSON -> "damaged database (...)"."""
+    text = " ".join(str(err).split())
+    low = text.lower()
+    code = getattr(err, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if isinstance(err, UnicodeDecodeError) or "could not decode to utf-8" in low:
+        column = text.split("column ", 1)[1].split(" ", 1)[0] if "column " in text else "a text column"
+        return f"{path}: damaged database (a stored text value in {column} is not valid UTF-8)"
+    if isinstance(err, json.JSONDecodeError):
+        return f"{path}: damaged database (a stored config is not valid JSON: {err.msg} at character {err.pos})"
+    if isinstance(err, OSError):
+        hint = "; read-only folder?" if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ""
+        return f"{path}: cannot {doing} the store ({err.strerror or text}{hint})"
+    if primary in _SQLITE_CODES:
+        return f"{path}: {_SQLITE_CODES[primary]}"
+    if primary in (11, 26) or "malformed" in low or "not a database" in low:  # SQLITE_CORRUPT, SQLITE_NOTADB
+        return f"{path}: damaged database ({text})"
+    if "readonly" in low or "read-only" in low:
+        return f"{path}: {_SQLITE_CODES[8]}"
+    if "locked" in low:
+        return f"{path}: {_SQLITE_CODES[5]}"
+    if primary == 14 or "unable to open" in low:  # SQLITE_CANTOPEN
+        return f"{path}: cannot open ({text}; unreadable file, or a read-only folder where SQLite cannot " \
+               f"create its -wal / -shm files?)"
+    if primary == 10 or "disk i/o" in low:  # SQLITE_IOERR
+        return f"{path}: cannot read or write ({text})"
+    if isinstance(err, sqlite3.IntegrityError):
+        return f"{path}: write refused ({text})"
+    return f"{path}: {text}"
+
+
+@contextmanager
+def _reported(path: "str | Path") -> Iterator[None]:
+    """Turn any sqlite3 error, undecodable stored text or config, or (while creating) OSError raised
+    inside into a one-line StoreError about `path` (the original is kept as its __cause__)."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (sqlite3.Error, UnicodeDecodeError, json.JSONDecodeError, OSError) as e:
+        raise StoreError(describe_error(path, e)) from e
+
+
+def _reports_errors(method):
+    """Decorator for Store methods: errors as in _reported, naming the store's path."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with _reported(self.path):
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+def store_file_exists(path: Path) -> bool:
+    """Whether a regular file is at `path` (symlinks followed): False when nothing is there (also a
+    dangling symlink); StoreError for a directory, FIFO, socket, device, or a path that cannot be
+    looked at. Decided from stat() alone, so nothing is opened (opening a FIFO blocks forever)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        raise StoreError(f"{path}: a parent of this path is not a directory") from None
+    except OSError as e:
+        raise StoreError(f"{path}: cannot look at the store ({e.strerror or e})") from None
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return True
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file")
+    raise StoreError(f"{path} is {kind}, not a bitscale results store")
+
+
 def _is_sqlite_file(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(16) == b"SQLite format 3\x00"
+    # O_NONBLOCK: should the file have been swapped for a FIFO since it was stat()ed, open() returns
+    # instead of waiting for a writer; fstat then refuses it.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StoreError(f"{path} is not a regular file, not a bitscale results store")
+        return os.read(fd, 16) == b"SQLite format 3\x00"
+    finally:
+        os.close(fd)
 
 
 def _check_store(conn: sqlite3.Connection, path: Path) -> int:
@@ -188,7 +293,7 @@ def _check_store(conn: sqlite3.Connection, path: Path) -> int:
             raise StoreError(not_ours)
         rows = conn.execute("SELECT version FROM schema_version").fetchall() if "schema_version" in tables else []
     except sqlite3.DatabaseError as e:
-        raise StoreError(f"{path} could not be read as a bitscale results store: {e}") from None
+        raise StoreError(describe_error(path, e)) from e
     if len(rows) != 1 or not isinstance(rows[0][0], int):
         raise StoreError(f"{path} is a damaged bitscale results store (no valid schema_version row)")
     version = rows[0][0]
@@ -201,10 +306,8 @@ def _check_store(conn: sqlite3.Connection, path: Path) -> int:
 def _validate(path: Path) -> int:
     """Check that `path` is a bitscale store this code can open and return its schema version.
     Writes nothing: not the file, and no -wal / -shm files beside it."""
-    if not path.exists():
+    if not store_file_exists(path):
         raise StoreError(f"{path} does not exist (expected a bitscale results store)")
-    if path.is_dir():
-        raise StoreError(f"{path} is a directory, not a bitscale results store")
     # Check the header ourselves so that SQLite never even opens a file that is not a database.
     if not _is_sqlite_file(path):
         raise StoreError(f"{path} is not a bitscale results store (not an SQLite database)")
@@ -236,7 +339,13 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        # After some errors (a full disk, a corrupt page) SQLite has already rolled back; a second
+        # ROLLBACK would fail and hide the error that matters.
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
         raise
     conn.execute("COMMIT")
 
@@ -261,18 +370,27 @@ def _migrate(conn: sqlite3.Connection) -> None:
 def _connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: no implicit transactions; every write goes through _transaction.
     conn = sqlite3.connect(path, timeout=10, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 10000")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
+    try:
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
 def _create(path: Path) -> None:
     """Create a fresh store at `path`: built under a temporary name and linked into place, so a crash
-    never leaves a half-initialised file and a concurrent creator simply finds the finished one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    never leaves a half-initialised file and a concurrent creator simply finds the finished one. A
+    dangling symlink at `path` gets its target created. StoreError if the folder cannot be written."""
+    shown, path = path, Path(os.path.realpath(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise StoreError(describe_error(shown, e, "create")) from e
     os.close(fd)
     try:
         conn = _connect(Path(tmp))
@@ -304,19 +422,21 @@ class Store:
         """Open (and validate, and migrate if older) the store at `path`; create it if missing and
         `create` is true. Raises StoreError for anything that is not a usable bitscale store."""
         self.path = Path(path).expanduser()
-        if not self.path.exists():
-            if not create:
-                raise StoreError(f"{self.path} does not exist (expected a bitscale results store)")
-            _create(self.path)
-        version = _validate(self.path)
-        self._conn: sqlite3.Connection | None = _connect(self.path)
-        self._conn.row_factory = sqlite3.Row
-        if version < len(MIGRATIONS):
-            try:
-                _migrate(self._conn)
-            except BaseException:
-                self.close()
-                raise
+        self._conn: sqlite3.Connection | None = None
+        with _reported(self.path):
+            if not store_file_exists(self.path):
+                if not create:
+                    raise StoreError(f"{self.path} does not exist (expected a bitscale results store)")
+                _create(self.path)
+            version = _validate(self.path)
+            self._conn = _connect(self.path)
+            self._conn.row_factory = sqlite3.Row
+            if version < len(MIGRATIONS):
+                try:
+                    _migrate(self._conn)
+                except BaseException:
+                    self.close()
+                    raise
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -335,6 +455,7 @@ class Store:
 
     # -- writes: each one transaction ------------------------------------------------------------
 
+    @_reports_errors
     def add_sweep(self, name: str, config: dict) -> None:
         """Insert the sweep, or update its config and `updated` time if it exists."""
         now = time.time()
@@ -343,6 +464,7 @@ class Store:
                       "ON CONFLICT(name) DO UPDATE SET config = excluded.config, updated = excluded.updated",
                       (name, _canonical(config), now, now))
 
+    @_reports_errors
     def add_runs(self, sweep: str, runs: list[dict]) -> int:
         """Queue `runs` (dicts with "id", "config" and optional ACCOUNTING_KEYS) for `sweep`.
 
@@ -370,6 +492,7 @@ class Store:
                           [(sweep, run_id, start + i) for i, run_id in enumerate(links)])
         return inserted
 
+    @_reports_errors
     def requeue(self, sweep: str | None = None, statuses: Sequence[str] = ("running",)) -> int:
         """Put runs in `statuses` (of `sweep`, or of all sweeps) back to 'queued', clearing error,
         host, pid, started and finished. Returns how many runs were requeued."""
@@ -388,6 +511,7 @@ class Store:
         with _transaction(self._conn) as c:
             return c.execute(sql, params).rowcount
 
+    @_reports_errors
     def mark_running(self, run_id: str, host: str, pid: int, started: float | None = None) -> None:
         """Record that `run_id` is being trained by process `pid` on `host`."""
         with _transaction(self._conn) as c:
@@ -397,6 +521,7 @@ class Store:
             if cur.rowcount == 0:
                 raise ValueError(f"unknown run id {run_id!r}")
 
+    @_reports_errors
     def finish_run(self, run_id: str, status: str, *, error: str | None = None, wall_time_s: float | None = None,
                    steps_done: int | None = None, final_train_loss: float | None = None,
                    final_test_loss: float | None = None, metrics: Sequence[tuple[int, str, str, float]] = (),
@@ -423,6 +548,7 @@ class Store:
 
     # -- reads -------------------------------------------------------------------------------------
 
+    @_reports_errors
     def runs(self, sweep: str | None = None, status: str | None = None) -> list[dict]:
         """All runs (of `sweep`, with `status`) as dicts with the config parsed, by created then id."""
         sql, params = "SELECT * FROM runs WHERE 1", []
@@ -434,6 +560,7 @@ class Store:
             params.append(status)
         return [_with_config(r) for r in self._conn.execute(sql + " ORDER BY created, rowid", params)]
 
+    @_reports_errors
     def pending(self, sweep: str) -> list[tuple[str, dict]]:
         """(id, config) of the sweep's queued runs, in the order the sweep queued them."""
         rows = self._conn.execute(
@@ -441,6 +568,7 @@ class Store:
             "WHERE sweep_runs.sweep = ? AND runs.status = 'queued' ORDER BY sweep_runs.position", (sweep,))
         return [(r["id"], json.loads(r["config"])) for r in rows]
 
+    @_reports_errors
     def get_run(self, run_id_or_prefix: str) -> dict:
         """The run with this id, or the only one whose id starts with it; with its "metrics" and the
         "sweeps" it belongs to. StoreError if no run or several runs match."""
@@ -462,17 +590,20 @@ class Store:
         run["metrics"] = self.metrics(run["id"])
         return run
 
+    @_reports_errors
     def metrics(self, run_id: str) -> list[dict]:
         """The run's metrics as dicts {step, split, name, value}, ordered by name, split, step."""
         rows = self._conn.execute("SELECT step, split, name, value FROM metrics WHERE run = ? "
                                   "ORDER BY name, split, step", (run_id,))
         return [dict(r) for r in rows]
 
+    @_reports_errors
     def sweeps(self) -> list[dict]:
         """All sweeps as dicts {name, config, created, updated}, oldest first."""
         rows = self._conn.execute("SELECT * FROM sweeps ORDER BY created, name")
         return [_with_config(r) for r in rows]
 
+    @_reports_errors
     def counts(self, sweep: str | None = None) -> dict[str, int]:
         """Number of runs (of `sweep`) per status; every status is a key, zero included."""
         sql, params = "SELECT status, COUNT(*) FROM runs", []
@@ -497,7 +628,12 @@ def load_runs(path: str | Path, sweep: str | None = None):
     clashes with a runs column is prefixed "config.". Read-only; StoreError if `path` is not a store."""
     import pandas as pd
 
-    conn = _open_readonly(Path(path).expanduser())
+    with _reported(path):
+        return _load_runs(Path(path).expanduser(), sweep, pd)
+
+
+def _load_runs(path: Path, sweep: str | None, pd):
+    conn = _open_readonly(path)
     try:
         sql, params = "SELECT * FROM runs", []
         if sweep is not None:
@@ -518,27 +654,29 @@ def load_runs(path: str | Path, sweep: str | None = None):
 def load_sweeps(path: str | Path) -> list[dict]:
     """The sweeps table, oldest first, as dicts {name, config, created, updated}. Read-only; StoreError
     if `path` is not a store."""
-    conn = _open_readonly(Path(path).expanduser())
-    conn.row_factory = sqlite3.Row
-    try:
-        return [_with_config(r) for r in conn.execute("SELECT * FROM sweeps ORDER BY created, name")]
-    finally:
-        conn.close()
+    with _reported(path):
+        conn = _open_readonly(Path(path).expanduser())
+        conn.row_factory = sqlite3.Row
+        try:
+            return [_with_config(r) for r in conn.execute("SELECT * FROM sweeps ORDER BY created, name")]
+        finally:
+            conn.close()
 
 
 def load_metrics(path: str | Path, sweep: str | None = None):
     """All metrics (of `sweep`'s runs) in long format: columns run, step, split, name, value."""
     import pandas as pd
 
-    conn = _open_readonly(Path(path).expanduser())
-    try:
-        sql, params = "SELECT run, step, split, name, value FROM metrics", []
-        if sweep is not None:
-            sql += " WHERE run IN (SELECT run FROM sweep_runs WHERE sweep = ?)"
-            params.append(sweep)
-        rows = conn.execute(sql + " ORDER BY run, name, split, step", params).fetchall()
-    finally:
-        conn.close()
+    with _reported(path):
+        conn = _open_readonly(Path(path).expanduser())
+        try:
+            sql, params = "SELECT run, step, split, name, value FROM metrics", []
+            if sweep is not None:
+                sql += " WHERE run IN (SELECT run FROM sweep_runs WHERE sweep = ?)"
+                params.append(sweep)
+            rows = conn.execute(sql + " ORDER BY run, name, split, step", params).fetchall()
+        finally:
+            conn.close()
     return pd.DataFrame.from_records(rows, columns=["run", "step", "split", "name", "value"])
 
 
