@@ -200,3 +200,38 @@ def test_the_sweep_file_writer_round_trips_every_setting(tmp_path):
     assert text.startswith("# a test\n")
     again, again_specs = load_sweep(write(tmp_path, text, "again.toml"))
     assert again == sweep.model_copy(update={"name": again.name}) and [s.id for s in again_specs] == [s.id for s in specs]
+
+
+@pytest.mark.parametrize("axes, expected", [
+    ('[grid]\nwidth = [16, 32]\n[[zip]]\n"model.width" = [8, 9]\nseed = [0, 1]',
+     "zip group 0: axis 'model.width' sets model.width, which [grid] sets too"),
+    ('[grid]\n"model.width" = [16, 32]\n[[zip]]\nwidth = [8, 9]',
+     "zip group 0: axis 'width' sets model.width, which [grid] sets too"),
+    ('[grid]\nseed = [0, 1]\n[zip]\nseed = [2, 3]', "zip group 0: axis 'seed' sets train.seed, which [grid] sets too"),
+    ('[[zip]]\nseed = [0, 1]\n[[zip]]\n"train.seed" = [3, 4]',
+     "zip group 1: axis 'train.seed' sets train.seed, which zip group 0 sets too"),
+])
+def test_an_axis_in_grid_and_zip_is_an_error_not_an_override(tmp_path, axes, expected):
+    with pytest.raises(SweepError) as e:
+        load_sweep(write(tmp_path, BASE + axes))
+    message = str(e.value)
+    assert expected in message and message.startswith(str(tmp_path / "s.toml")) and "\n" not in message
+
+
+def test_grid_and_zip_on_different_axes_still_cross(tmp_path):
+    _, runs = load_sweep(write(tmp_path, BASE + '[grid]\nwidth = [16, 32]\n[[zip]]\nseed = [0, 1]\nlr = [0.1, 0.2]'))
+    assert sorted((r.config.model.width, r.config.train.seed) for r in runs) == [(16, 0), (16, 1), (32, 0), (32, 1)]
+
+
+def test_deeply_nested_toml_is_one_line(tmp_path):
+    deep = write(tmp_path, "a = " + "[" * 10_000 + "]" * 10_000 + "\n", "deep.toml")
+    with pytest.raises(SweepError) as e:  # tomllib itself would end in a RecursionError
+        load_sweep(deep)
+    assert str(e.value) == f"{deep}: TOML nested too deeply (at most 32 levels of tables and arrays)"
+    nested = write(tmp_path, BASE + "[grid]\nwidth = " + "[" * 40 + "16" + "]" * 40 + "\n", "forty.toml")
+    with pytest.raises(SweepError, match=r"forty\.toml: TOML nested too deeply \(42 levels of tables and arrays; "
+                                         r"at most 32\)"):
+        load_sweep(nested)  # parses, but deeper than any sweep file needs
+    inline = write(tmp_path, "x = " + "{ a = " * 40 + "1" + " }" * 40 + "\n", "tables.toml")
+    with pytest.raises(SweepError, match="TOML nested too deeply"):
+        load_sweep(inline)

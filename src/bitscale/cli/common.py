@@ -10,11 +10,6 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 app = typer.Typer(
     name="bitscale",
     help="Train, scale and run 1-bit and ternary neural networks.",
@@ -37,16 +32,13 @@ def fail(message: str) -> None:
 
 def load_config(path: Path, model: type):
     """Read the TOML file `path` into the pydantic model class `model`; every mistake is one line."""
+    from ..sweep.spec import SweepError, read_toml
     from ..train import format_validation_error
 
-    if not path.is_file():
-        fail(f"{path}: no such file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        fail(f"{path}: not a UTF-8 text file")
-    except tomllib.TOMLDecodeError as e:
-        fail(f"{path}: invalid TOML: {e}")
+    try:  # the sweep files' reader: one line for a missing file, bad TOML, or one nested too deeply
+        data = read_toml(path)
+    except SweepError as e:
+        fail(str(e))
     try:
         return model.model_validate(data)
     except ValidationError as e:

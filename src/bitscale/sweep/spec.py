@@ -24,7 +24,9 @@ An axis is named by a dotted config key (`model.width`, `train.lr`, `task.option
 one of the short names of its kind (`KINDS[kind].aliases`, `bitscale.runs.kinds`). Its values are an
 explicit list or a range: `{logspace = [a, b], num = n}` (geometric; integers when a and b are integers) or
 `{linspace = [a, b], num = n}`. `zip` is a table or an array of tables; each is one group of
-equal-length axes.
+equal-length axes. Each config key is an axis at most once, short names resolved: `width` in [grid]
+and `model.width` in a [[zip]] group (or in two groups) is an error naming the axis, not one value
+silently overriding the other. A file nested more than MAX_TOML_DEPTH (32) levels deep is refused.
 
 A sweep of language models sets `kind = "lm"` at the top: its [base] is then an `LMRunConfig` (model =
 DecoderConfig, data, train; see `bitscale.train.lm_config`) and the short names are those of
@@ -73,9 +75,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
-    BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator, model_validator,
+    BaseModel, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator, model_validator,
 )
 
+from ..limits import STRICT
 from ..quant import QuantConfig, preset_name, resolve_config
 from ..train.run import RunConfig, format_validation_error
 from .accounting import account
@@ -154,7 +157,7 @@ def _base_kind(value: Any) -> str:
 class IsoFlop(BaseModel):
     """isoFLOP design: for each compute budget, the `sizes` model sizes nearest the 20-tokens optimum."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     budgets: list[Annotated[float, Field(gt=0)]] = Field(min_length=1, description="training FLOPs budgets C")
     sizes: int = Field(3, ge=1, description="model sizes per budget")
@@ -163,7 +166,7 @@ class IsoFlop(BaseModel):
 class SweepFile(BaseModel):
     """The validated contents of a sweep file (see the module docstring)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     name: Optional[str] = Field(None, min_length=1)
     description: str = ""
@@ -212,13 +215,22 @@ class SweepFile(BaseModel):
     @classmethod
     def _check_zip(cls, groups: Union[Axes, list[Axes]], info: ValidationInfo) -> list[Axes]:
         groups = [groups] if isinstance(groups, dict) else groups
+        kind = info.data.get("kind", "regression")
+        # Where an axis was given first; "grid" is unknown when [grid] itself failed validation.
+        owner: dict[str, str] = {path: "[grid]" for path in info.data.get("grid", {})}
         checked = []
         for i, group in enumerate(groups):
-            axes = _check_axes(group, info.data.get("kind", "regression"))
+            axes = _check_axes(group, kind)
             lengths = {k: len(v) for k, v in axes.items()}
             if len(set(lengths.values())) > 1:
                 listing = ", ".join(f"{k} has {n}" for k, n in lengths.items())
                 raise ValueError(f"zip group {i}: axes must have equal lengths, but {listing}")
+            # An axis set twice would have one value silently overwrite the other in every run.
+            for name, path in zip(group, axes):
+                if path in owner:
+                    raise ValueError(f"zip group {i}: axis {name!r} sets {path}, which {owner[path]} sets too; "
+                                     f"give each axis once, in [grid] or in one [[zip]] group")
+                owner[path] = f"zip group {i}"
             checked.append(axes)
         return checked
 
@@ -385,17 +397,56 @@ def _isoflop_runs(design: IsoFlop, points: list[dict[str, Any]], build) -> list[
     return out
 
 
-def load_sweep(path: "str | Path") -> tuple[SweepFile, list[RunSpec]]:
-    """Read, validate and expand a sweep file. Every user mistake raises SweepError with one line."""
+MAX_TOML_DEPTH = 32  # tables and arrays nested in a config file; real ones nest 4 or 5 deep
+
+
+def toml_depth(data: Any) -> int:
+    """How deeply tables and arrays nest in a parsed TOML document (a flat table: 1), without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def read_toml(path: "str | Path") -> dict[str, Any]:
+    """The TOML document at `path` as a dict; SweepError with one line "PATH: ..." for a missing or
+    unreadable file, text that is not UTF-8, invalid TOML, or a document nested more than
+    MAX_TOML_DEPTH levels deep (tomllib recurses once per level: a deep enough `a = [[[...]]]` would
+    otherwise end in a RecursionError, and validation recurses the same way). The one TOML reader of
+    sweep files and (through bitscale.cli.common.load_config) run configs."""
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"{path}: no such file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise SweepError(f"{path}: not a UTF-8 text file") from None
+    except OSError as e:
+        raise SweepError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise SweepError(f"{path}: invalid TOML: {e}") from None
+        raise SweepError(f"{path}: invalid TOML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise SweepError(f"{path}: TOML nested too deeply (at most {MAX_TOML_DEPTH} levels of tables and arrays)") from None
+    if toml_depth(data) > MAX_TOML_DEPTH:
+        raise SweepError(f"{path}: TOML nested too deeply ({toml_depth(data)} levels of tables and arrays; "
+                         f"at most {MAX_TOML_DEPTH})")
+    return data
+
+
+def load_sweep(path: "str | Path") -> tuple[SweepFile, list[RunSpec]]:
+    """Read, validate and expand a sweep file. Every user mistake raises SweepError with one line."""
+    path = Path(path)
+    data = read_toml(path)
     try:
         sweep = SweepFile.model_validate(data)
     except ValidationError as e:
