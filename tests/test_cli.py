@@ -75,3 +75,36 @@ def test_demo_quick_writes_the_report(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "holds" in proc.stdout and "report.html" in proc.stdout
     assert (tmp_path / "demo" / "report" / "report.html").is_file() and (tmp_path / "demo" / "demo.db").is_file()
+
+def test_deeply_nested_config_is_one_line_exit_2(tmp_path, cli):
+    """tomllib recurses once per level: a 10,000-deep array would end in a RecursionError traceback."""
+    config = tmp_path / "deep.toml"
+    config.write_text("a = " + "[" * 10_000 + "]" * 10_000 + "\n")
+    for command in (("train", config), ("lm", config), ("theory", config), ("sweep", config, "--store", tmp_path / "s.db")):
+        code, out, err = cli(*command)
+        assert code == 2 and err == f"error: {config}: TOML nested too deeply (at most 32 levels of tables and arrays)\n", \
+            (command, err)
+    nested = tmp_path / "nested.toml"
+    nested.write_text(GOOD.replace("[train]", "[task.options]\nx = " + "[" * 40 + "]" * 40 + "\n[train]"))
+    code, _, err = cli("train", nested, "--out", tmp_path / "out")
+    assert code == 2 and err == f"error: {nested}: TOML nested too deeply (43 levels of tables and arrays; at most 32)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.toml", "nested.toml"]  # no store, no run directory
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("report", "--out", "{tmp}/rep", "--bootstrap", "-1"), "--bootstrap: expected an integer >= 0, got -1"),
+    (("report", "--out", "{tmp}/rep", "--bootstrap", "1000000"), "--bootstrap: expected an integer <= 100000, got 1000000"),
+    (("sweep", "{tmp}/s.toml", "--store", "{tmp}/s.db", "--workers", "0"), "--workers: expected an integer >= 1, got 0"),
+    (("sweep", "{tmp}/s.toml", "--store", "{tmp}/s.db", "--workers", "-4"), "--workers: expected an integer >= 1, got -4"),
+    (("runs", "list", "--store", "{tmp}/s.db", "--status", "finished"),
+     "--status: expected one of queued, running, done, failed, diverged, got 'finished'"),
+])
+def test_unbounded_cli_numbers_are_one_line_exit_2(tmp_path, cli, args, expected):
+    from bitscale.sweep.store import Store
+
+    Store(tmp_path / "s.db").close()
+    (tmp_path / "s.toml").write_text("[base]\ntrain = { steps = 1 }\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = cli(*(a.format(tmp=tmp_path) for a in args))
+    assert code == 2 and err == f"error: {expected}\n", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no report folder, no lock file

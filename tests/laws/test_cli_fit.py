@@ -234,3 +234,57 @@ def test_published_bitnet_table_is_fitted_and_says_its_bootstrap_is_unreliable(c
     answer = fit["catch_up"]["ternary vs fp16"]
     assert answer["unreliable"] is True and 7e8 < answer["crossing_N"] < 3e9   # the paper: behind at 700M, level at 1.3B, ahead at 3B
     assert answer["memory_matched"]["3.9e+08"]["N_q"] == pytest.approx(3.9e9)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--bootstrap", "-1"), "--bootstrap: expected an integer >= 0, got -1"),
+    (("--bootstrap", "100001"), "--bootstrap: expected an integer <= 100000, got 100001"),
+    (("--drop-top", "-3"), "--drop-top: expected an integer >= 0, got -3"),
+    (("--delta", "inf"), "--delta: expected a finite number > 0, got inf"),
+    (("--delta", "nan"), "--delta: expected a finite number > 0, got nan"),
+    (("--delta", "-0.1"), "--delta: expected a finite number > 0, got -0.1"),
+    (("--delta", "0"), "--delta: expected a finite number > 0, got 0.0"),
+    (("--where", "N > " + "1" * 200), "--where: expression is 204 characters long; at most 200 are accepted"),
+    (("--holdout", "N > " + "-" * 40 + "1"), "--holdout: expression is nested 42 levels deep; at most 32 are accepted"),
+    (("--columns", "N=params,loss=" + "(" * 40 + "val_loss" + ")" * 40),
+     "columns: loss: expression is nested 40 levels deep; at most 32 are accepted"),
+])
+def test_unbounded_numbers_and_expressions_are_one_line_exit_2(cli, chinchilla_csv, tmp_path, args, expected):
+    plot = tmp_path / "never.png"
+    options = dict(zip(args[::2], args[1::2]))
+    columns = options.pop("--columns", "N=params,D=flops/(6*N),loss=val_loss")
+    rest = [x for kv in options.items() for x in kv]
+    code, out, err = cli("fit", "--law", "chinchilla", "--csv", str(chinchilla_csv), "--columns", columns,
+                         "--plot", str(plot), *rest)
+    assert code == 2 and err == f"error: {expected}\n" and out == "", err
+    assert not plot.exists()
+
+
+def test_a_damaged_store_is_one_line_for_fit(cli, tmp_path):
+    from bitscale.sweep.store import Store
+
+    path = tmp_path / "r.db"
+    with Store(path) as db:
+        db.add_sweep("s", {})
+        db.add_runs("s", [{"id": f"r{i}", "config": {"model": {"width": i}, "pad": "y" * 3000}} for i in range(100)])
+    data = path.read_bytes()
+    at = data.index(b"y" * 200, len(data) // 2)
+    with open(path, "r+b") as f:
+        f.seek(at)
+        f.write(b"\xff" * 16)
+    code, out, err = cli("fit", "--law", "power_N", "--store", str(path))
+    assert code == 2 and err.startswith(f"error: {path}: damaged database") and err.count("\n") == 1, err
+
+
+def test_a_damaged_metrics_table_is_one_line_for_fit_curves(cli, sweep_store, tmp_path):
+    import shutil
+    import sqlite3
+
+    path = tmp_path / "copy.db"
+    shutil.copy(sweep_store, path)
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE metrics SET split = CAST(X'FFFE' AS TEXT) WHERE rowid = 1")  # not UTF-8
+    conn.commit()
+    conn.close()
+    code, out, err = cli("fit", "--law", "scale_time", "--store", str(path), "--curves", "--split", "train")
+    assert code == 2 and err == f"error: {path}: damaged database (a stored text value in 'split' is not valid UTF-8)\n", err

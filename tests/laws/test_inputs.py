@@ -27,6 +27,32 @@ def test_parse_columns_errors(spec, match):
         parse_columns(spec)
 
 
+@pytest.mark.parametrize("spec, match", [
+    ("N=" + "a" * 201, r"^columns: N: expression is 201 characters long; at most 200 are accepted$"),
+    ("N=params,D=" + "+".join(["N"] * 40), r"^columns: D: expression is nested 40 levels deep; at most 32 are accepted$"),
+    ("N=" + "-" * 33 + "params", r"^columns: N: expression is nested 34 levels deep; at most 32 are accepted$"),
+    ("N=" + "(" * 33 + "params" + ")" * 33, r"^columns: N: expression is nested 33 levels deep"),
+    ("N=" + "log(" * 33 + "p" + ")" * 33, r"^columns: N: expression is nested 34 levels deep"),
+    ("N=" + "(" * 40 + "params", r"^columns: N: expression is nested 40 levels deep"),  # unbalanced: parentheses count
+    ("N=params," + ",".join(f"v{i}=params" for i in range(300)), r"^columns: the spec is \d+ characters long; "
+                                                                      r"at most 2000 are accepted$"),
+])
+def test_parse_columns_bounds_size_and_depth(spec, match):
+    with pytest.raises(LawDataError, match=match):
+        parse_columns(spec)
+
+
+def test_parse_columns_accepts_expressions_up_to_the_bounds():
+    at_length = "params" + "+1" * 97  # 200 characters, 98 levels: refused for its depth, not its length
+    assert len(at_length) == 200
+    with pytest.raises(LawDataError, match="nested"):
+        parse_columns("N=" + at_length)
+    flat = "`" + "p" * 198 + "`"  # 200 characters, one name
+    assert parse_columns("N=" + flat) == {"N": flat}
+    deep = "(" * 31 + "params" + ")" * 31 + " * 2"  # 32 levels
+    assert parse_columns(f"N={deep}") == {"N": deep}
+
+
 # -- from_csv ------------------------------------------------------------------------------------
 
 CSV = """params,tokens,val loss,precision,seed,flop

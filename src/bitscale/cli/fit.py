@@ -14,6 +14,24 @@ from rich.table import Table
 from .common import app, console, DEFAULT_STORE, err_console, fail
 
 _HOLDOUT_KINDS = ("largest", "groups", "none")
+MAX_BOOTSTRAP = 100_000  # resample counts are held as one (resamples x points) array
+
+
+def check_count(option: str, value: int, minimum: int = 0, maximum: Optional[int] = None) -> int:
+    """A whole-number option within [minimum, maximum], or a one-line error naming it
+    ("--bootstrap: expected an integer >= 0, got -1"). Shared by the commands that take counts."""
+    if value < minimum:
+        fail(f"{option}: expected an integer >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        fail(f"{option}: expected an integer <= {maximum}, got {value}")
+    return value
+
+
+def check_positive_float(option: str, value: float) -> float:
+    """A finite number > 0 (typer also parses "inf" and "nan" as floats), or a one-line error naming it."""
+    if not (math.isfinite(value) and value > 0):
+        fail(f"{option}: expected a finite number > 0, got {value}")
+    return value
 
 
 def parse_sizes(text: Optional[str]) -> Optional[list[float]]:
@@ -75,6 +93,8 @@ def fit_command(
     from ..laws import LawDataError, analyze, from_csv, from_store, get_law, parse_columns
     from ..laws.analysis import catch_up_groups
     from ..laws.catch_up import reference_label
+    from ..laws.inputs import check_expression_size
+    from ..sweep.store import StoreError
 
     if store is not None and csv is not None:
         fail("give --store DB or --csv FILE, not both")
@@ -84,9 +104,15 @@ def fit_command(
         fail("--csv needs --columns, e.g. N=params,D=tokens,loss=loss")
     if loss not in ("huber", "lsq"):
         fail(f"--loss: expected huber or lsq, got {loss!r}")
+    check_count("--bootstrap", bootstrap, 0, MAX_BOOTSTRAP)
+    check_count("--drop-top", drop_top, 0)
+    check_positive_float("--delta", delta)
     sizes = parse_sizes(at)
     holdout_expr = None if holdout in _HOLDOUT_KINDS else holdout
     try:
+        for option, text in (("--where", where), ("--holdout", holdout_expr)):
+            if text is not None:
+                check_expression_size(text, option.lstrip("-"))
         form = get_law(law).share(share.split(",") if share else ())
         if store is not None:
             if not store.exists():
@@ -102,7 +128,7 @@ def fit_command(
             else:
                 labels = [d.label.split("=", 1)[-1] for d in datasets]
             reference_label(labels, reference)
-    except (LawDataError, ValueError) as e:
+    except (LawDataError, ValueError, StoreError) as e:
         fail(_user_message(e))
 
     analyses, failures = [], []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -11,6 +12,7 @@ from rich import box
 from rich.table import Table
 
 from .common import app, console, DEFAULT_STORE, err_console, fail, progress_bar_with_failures
+from .fit import check_count
 
 
 @app.command("sweep")
@@ -31,8 +33,8 @@ def sweep_command(
 
     if executor not in EXECUTORS:
         fail(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if workers is not None and workers < 1:
-        fail(f"--workers: expected a positive integer, got {workers}")
+    if workers is not None:
+        check_count("--workers", workers, 1)
     try:
         sweep, specs = load_sweep(config)
     except SweepError as e:
@@ -102,6 +104,18 @@ def open_store(path: Path):
         fail(str(e))
 
 
+@contextmanager
+def store_errors():
+    """A StoreError raised inside (a damaged page met while reading, say) becomes the one-line
+    `error: ...` and exit 2 of every user mistake."""
+    from ..sweep.store import StoreError
+
+    try:
+        yield
+    except StoreError as e:
+        fail(str(e))
+
+
 def _num(x, spec: str = ".4g") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
@@ -114,8 +128,11 @@ def runs_list(
 ) -> None:
     """One line per run: id, status, model, data, final losses."""
     from ..runs.kinds import KINDS, kind_of
+    from ..sweep.store import STATUSES
 
-    with open_store(store) as db:
+    if status is not None and status not in STATUSES:
+        fail(f"--status: expected one of {', '.join(STATUSES)}, got {status!r}")
+    with store_errors(), open_store(store) as db:
         rows = db.runs(sweep=sweep, status=status)
         counts = db.counts(sweep)
     caption = (", ".join(f"{n} {s}" for s, n in counts.items() if n)
@@ -144,13 +161,8 @@ def runs_show(
     """Everything the store knows about one run: config, accounting, status, loss curves."""
     import json
 
-    from ..sweep.store import StoreError
-
-    with open_store(store) as db:
-        try:
-            r = db.get_run(run_id)
-        except StoreError as e:
-            fail(str(e))
+    with store_errors(), open_store(store) as db:
+        r = db.get_run(run_id)
     from datetime import datetime
 
     metrics = r.pop("metrics")
@@ -212,7 +224,9 @@ def compare_command(
     if not store.exists():
         fail(f"{store}: no such store")
     try:
-        table = compare_runs(store, sweep=sweep, by=by, size=size, reference=reference, metric=metric, n_column=n_column)
+        with store_errors():
+            table = compare_runs(store, sweep=sweep, by=by, size=size, reference=reference, metric=metric,
+                                 n_column=n_column)
     except CompareError as e:
         fail(" ".join(str(e).split()))
     if json_out:

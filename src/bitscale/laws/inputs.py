@@ -10,7 +10,8 @@ over the source's columns, evaluated safely: the expression is parsed with `ast`
 column names (dotted names such as model.width are columns too; quote any other name in backticks,
 e.g. `val loss`), earlier variables, + - * / **, unary minus, parentheses and log, log10, exp, sqrt
 are accepted. Nothing is ever passed to eval. A categorical variable (Q, the precision label) must be
-a plain column name; its values become string labels.
+a plain column name; its values become string labels. parse_columns (and `bitscale fit` for --where
+and --holdout) refuses an expression over 200 characters or nested over 32 levels deep.
 
 Defaults for a store (accounting as in bitscale.sweep.accounting, C = 6·N·samples, Kaplan et al. 2020):
 N = p = n_params, D = task.n_train (samples; for a language-model sweep, which has no task.n_train,
@@ -81,11 +82,54 @@ _ALLOWED_CONDITION = ("numbers, 'strings', column and variable names, + - * / **
 
 # -- expressions ----------------------------------------------------------------------------------
 
+MAX_EXPRESSION_CHARS = 200  # one variable's expression (or one --where / --holdout condition)
+MAX_EXPRESSION_DEPTH = 32  # nested operators, calls and names, counted on the parsed expression
+MAX_COLUMNS_CHARS = 2000  # a whole --columns spec
+
+
+def expression_depth(expr: str) -> int:
+    """How deeply the expression nests: the larger of its parentheses' nesting and its parsed tree's
+    depth (a name: 1; log(N): 2; N + N + N: 3; - - N: 3), counted without recursion. An expression that
+    does not parse counts its parentheses only (the evaluator then says what is wrong with it)."""
+    text = re.sub(r"`[^`]*`", "x", expr).strip()
+    parens = level = 0
+    for ch in text:
+        level += 1 if ch == "(" else -1 if ch == ")" else 0
+        parens = max(parens, level)
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return parens
+    deepest, stack = parens, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node)
+                     if not isinstance(child, (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)))
+    return deepest
+
+
+def check_expression_size(expr: str, source: str) -> None:
+    """Refuse, with one LawDataError line starting with `source`, an expression longer than
+    MAX_EXPRESSION_CHARS characters or nested deeper than MAX_EXPRESSION_DEPTH levels: real variable
+    definitions and conditions are short and shallow, and the evaluator recurses once per level."""
+    if len(expr) > MAX_EXPRESSION_CHARS:
+        raise LawDataError(f"{source}: expression is {len(expr)} characters long; at most {MAX_EXPRESSION_CHARS} "
+                           f"are accepted")
+    depth = expression_depth(expr)
+    if depth > MAX_EXPRESSION_DEPTH:
+        raise LawDataError(f"{source}: expression is nested {depth} levels deep; at most {MAX_EXPRESSION_DEPTH} "
+                           f"are accepted")
+
+
 def parse_columns(spec: str) -> dict[str, str]:
     """"N=params,D=FLOP/(6*N),loss=val_loss" -> {"N": "params", "D": "FLOP/(6*N)", "loss": "val_loss"}.
 
-    Commas inside parentheses or backticks do not split. Raises LawDataError for an item without
-    '=', a name that is not an identifier, or a variable given twice."""
+    Commas inside parentheses or backticks do not split. Raises LawDataError for a spec longer than
+    MAX_COLUMNS_CHARS, an item without '=', a name that is not an identifier, a variable given twice,
+    or an expression longer than MAX_EXPRESSION_CHARS or nested deeper than MAX_EXPRESSION_DEPTH."""
+    if len(spec) > MAX_COLUMNS_CHARS:
+        raise LawDataError(f"columns: the spec is {len(spec)} characters long; at most {MAX_COLUMNS_CHARS} are accepted")
     items, depth, quoted, buf = [], 0, False, ""
     for ch in spec:
         if ch == "`":
@@ -108,6 +152,7 @@ def parse_columns(spec: str) -> dict[str, str]:
             raise LawDataError(f"columns: variable name {name!r} is not an identifier (in {item.strip()!r})")
         if name in columns:
             raise LawDataError(f"columns: variable {name!r} is given twice in {spec!r}")
+        check_expression_size(expr, f"columns: {name}")
         columns[name] = expr
     return columns
 
