@@ -307,3 +307,14 @@ def test_describe_error_names_the_file_and_what_went_wrong():
     assert describe("a.db", sqlite3.OperationalError("database is locked")).startswith("a.db: busy")
     assert describe("a.db", PermissionError(13, "Permission denied"), "create") == \
         "a.db: cannot create the store (Permission denied; read-only folder?)"
+
+
+@pytest.mark.parametrize("content", [b"name,value\nlr,0.1\n", b"SQLite format 3\x00" + b"\x00" * 200])
+def test_a_sweep_into_a_file_that_is_not_a_store_writes_nothing(tmp_path, sweep_and_specs, content):
+    path = tmp_path / "notes.db"
+    path.write_bytes(content)
+    before = listing(tmp_path)
+    with pytest.raises(StoreError, match="notes.db") as e:
+        run_sweep(*sweep_and_specs, path, SerialExecutor())
+    one_line(e)
+    assert listing(tmp_path) == before and path.read_bytes() == content  # no notes.db.lock, no -wal

@@ -32,7 +32,7 @@ from typing import Optional
 from .accounting import account
 from .executors import Executor, RunOutcome, RunTask
 from .spec import RunSpec, SweepFile
-from .store import Store, StoreError, describe_error, store_file_exists
+from .store import Store, StoreError, describe_error, store_file_exists, validate_store
 
 
 @dataclass
@@ -151,6 +151,7 @@ def run_sweep(
     # Accounted before the store is touched, so that the sweep and its queued runs are written back to back.
     rows = [{"id": spec.id, "config": spec.config.model_dump(mode="json"), **account(spec.config).to_dict()}
             for spec in specs]
+    validate_store(store_path)  # a file that is not a store (or a FIFO, ...) is refused before its lock file is made
     with StoreLock(store_path), Store(store_path) as store:
         store.add_sweep(name, sweep.model_dump(mode="json"))
         store.add_runs(name, rows)

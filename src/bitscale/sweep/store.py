@@ -324,6 +324,15 @@ def _validate(path: Path) -> int:
         conn.close()
 
 
+def validate_store(path: "str | Path") -> int | None:
+    """Check, writing nothing, that the file at `path` is a bitscale store this code can open: its
+    schema version, None when nothing is there yet, StoreError (one line) otherwise. What a sweep runs
+    before making its lock file, so that a file that is not a store leaves nothing new beside it."""
+    path = Path(path).expanduser()
+    with _reported(path):
+        return _validate(path) if store_file_exists(path) else None
+
+
 def _open_readonly(path: Path) -> sqlite3.Connection:
     """A validated read-only connection that sees concurrent writers' commits. (On a WAL store nobody
     has open, it leaves empty -wal / -shm files behind, as any SQLite reader does; they are harmless.)"""
