@@ -43,11 +43,11 @@ Guarantees:
 
 from __future__ import annotations
 
+import errno
+import functools
 import importlib.util
 import json
 import math
-import errno
-import functools
 import os
 import sqlite3
 import stat
@@ -229,8 +229,9 @@ def describe_error(path: "str | Path", err: BaseException, doing: str = "open") 
 
 @contextmanager
 def _reported(path: "str | Path") -> Iterator[None]:
-    """Turn any sqlite3 error, undecodable stored text or config, or (while creating) OSError raised
-    inside into a one-line StoreError about `path` (the original is kept as its __cause__)."""
+    """Turn any sqlite3 error, undecodable stored text or config, or OSError (a file that cannot be
+    opened or created) raised inside into a one-line StoreError about `path` (describe_error; the
+    original is kept as its __cause__). Other exceptions, a bug's included, pass through unchanged."""
     try:
         yield
     except StoreError:
