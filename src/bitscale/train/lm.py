@@ -50,6 +50,7 @@ from ..data.tokenizers import ByteTokenizer, get_tokenizer
 from ..models.decoder import Decoder
 from .lm_config import LM_TRAIN_DEFAULTS, LMDataConfig, LMRunConfig, load_lm_config
 from .checkpoint import check_run_dir_target
+from .finite import first_nonfinite
 from .lm_files import generate_text, load_lm, save_lm
 from .optimizers import make_optimizer
 from .schedules import lr_at, weight_decay_at
@@ -182,7 +183,9 @@ def train_lm(
 
     `checkpoint`: a training-state file (`bitscale.train.state`) to resume from if it exists and to write
     every `checkpoint_every` updates (default `train.eval_every`); the resumed run's curves and final
-    loss equal the uninterrupted run's. A non-finite training loss stops the run with status "diverged".
+    loss equal the uninterrupted run's. A non-finite training loss, or a non-finite parameter or optimizer
+    state at an evaluation (`bitscale.train.finite`), stops the run with status "diverged"; a diverged
+    model is not written to `out_dir`.
 
     A damaged checkpoint, or one whose model has a non-finite validation loss, is discarded with a warning
     and the run starts from scratch (counted in `LMResult.restarts`).
@@ -290,6 +293,9 @@ def train_lm(
             done = step + 1
             if done % tc.eval_every == 0 or done == tc.steps:
                 do_eval(done)
+                if first_nonfinite(raw, opt) is not None:  # a finite loss from a NaN model (sign quantizers)
+                    diverged_at = done
+                    break
             if checkpoint is not None and done % every == 0 and done < tc.steps:
                 save(done)
 
@@ -314,7 +320,7 @@ def train_lm(
                 diverged_at=diverged_at,
                 restarts=restarts,
             )
-            if out_dir is not None:
+            if out_dir is not None and result.status == "done":  # a diverged model is never saved
                 save_lm(out_dir, raw, tokenizer, cfg, result)
         if world > 1:
             dist.barrier()
@@ -339,6 +345,10 @@ def main(argv: "list[str] | None" = None) -> int:
             f"val loss {result.final_val_loss:.4f} | ppl {result.perplexity:.3f} | bpb {result.bits_per_byte:.4f} | "
             f"{result.wall_time_s:.1f} s | world {result.world_size}"
         )
+        if result.status != "done":
+            print(f"diverged at step {result.diverged_at}" + (f"; nothing written to {args.out}" if args.out else ""),
+                  file=sys.stderr)
+            return 1
     return 0
 
 

@@ -1,7 +1,8 @@
 """The training loop of one batched group, its checkpoints, and `train_batched`.
 
 Divergence: a member whose minibatch loss (before update ``s``) or evaluation loss (after ``s`` updates) is
-not finite is marked diverged at that step, as in the solo loop. It is then frozen: its parameters and
+not finite, or whose parameters or optimizer state are not (checked at each evaluation), is marked
+diverged at that step, as in the solo loop. It is then frozen: its parameters and
 optimizer state are zeroed and its learning rate set to 0, so it stays finite and never touches the others.
 
 Checkpoints (``checkpoint_path``): every ``checkpoint_every`` steps the whole stacked state (parameters,
@@ -90,14 +91,24 @@ class _Group:
         for name, table in self.tables.items():
             table[from_step:, idx] = 1.0 if name == "decay" else 0.0
 
+    def nonfinite_members(self) -> list[bool]:
+        """Per member: whether a parameter or an optimizer state holds a NaN or an infinity (what the
+        solo loop's `bitscale.train.finite.first_nonfinite` checks at each evaluation)."""
+        finite = torch.ones(self.k, dtype=torch.bool)
+        for t in (*self.ens.params.values(), *self.opt.state.values()):
+            finite &= torch.isfinite(t.detach().reshape(self.k, -1)).all(1)
+        return (~finite).tolist()
+
     def evaluate(self, step: int) -> None:
-        """Record the curves of the live members at `step`; a non-finite loss is divergence at `step`."""
+        """Record the curves of the live members at `step`; a non-finite loss, parameter or optimizer
+        state is divergence at `step`."""
         train, test = self.ens.evaluate()
+        nonfinite = self.nonfinite_members()
         bad = []
         for j in range(self.k):
             if not self.alive[j]:
                 continue
-            if math.isfinite(train[j]) and math.isfinite(test[j]):
+            if math.isfinite(train[j]) and math.isfinite(test[j]) and not nonfinite[j]:
                 self.train_curves[j].append((step, train[j]))
                 self.test_curves[j].append((step, test[j]))
             else:
