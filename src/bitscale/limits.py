@@ -16,8 +16,16 @@ checked by `check_memory` against an estimate of the run's bytes.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
+from typing import Any
 
 from pydantic import ConfigDict
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
@@ -50,6 +58,59 @@ def format_bytes(n: float) -> str:
             return f"{n:.3g} {unit}"
         n /= 1024
     return f"{n:.3g} PiB"  # pragma: no cover
+
+
+class InputFileError(ValueError):
+    """An input file that cannot be read as what it should be; the message is one line naming it."""
+
+
+MAX_TOML_DEPTH = 32  # tables and arrays nested in a config file; real ones nest 4 or 5 deep
+
+
+def toml_depth(data: Any) -> int:
+    """How deeply tables and arrays nest in a parsed TOML document (a flat table: 1), without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def read_toml(path: "str | Path") -> dict[str, Any]:
+    """The TOML document at `path` as a dict; SweepError with one line "PATH: ..." for a missing or
+    unreadable file, text that is not UTF-8, invalid TOML, or a document nested more than
+    MAX_TOML_DEPTH levels deep (tomllib recurses once per level: a deep enough `a = [[[...]]]` would
+    otherwise end in a RecursionError, and validation recurses the same way). The one TOML reader of
+    sweep files (`bitscale.sweep.spec`), run configs (`bitscale.cli.common.load_config`) and LM configs
+    (`bitscale.train.lm_config.load_lm_config`, the torchrun entry)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
+    if not path.is_file():  # a FIFO would block the read forever; a directory cannot be read
+        raise InputFileError(f"{path}: not a regular file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputFileError(f"{path}: not a UTF-8 text file") from None
+    except OSError as e:
+        raise InputFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InputFileError(f"{path}: invalid TOML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise InputFileError(f"{path}: TOML nested too deeply (at most {MAX_TOML_DEPTH} levels of tables and arrays)") from None
+    if toml_depth(data) > MAX_TOML_DEPTH:
+        raise InputFileError(f"{path}: TOML nested too deeply ({toml_depth(data)} levels of tables and arrays; "
+                         f"at most {MAX_TOML_DEPTH})")
+    return data
 
 
 class MemoryLimitError(ValueError):

@@ -32,12 +32,12 @@ def fail(message: str) -> None:
 
 def load_config(path: Path, model: type):
     """Read the TOML file `path` into the pydantic model class `model`; every mistake is one line."""
-    from ..sweep.spec import SweepError, read_toml
+    from ..limits import InputFileError, read_toml
     from ..train import format_validation_error
 
-    try:  # the sweep files' reader: one line for a missing file, bad TOML, or one nested too deeply
+    try:  # one line for a missing file, bad TOML, or one nested too deeply
         data = read_toml(path)
-    except SweepError as e:
+    except InputFileError as e:
         fail(str(e))
     try:
         return model.model_validate(data)

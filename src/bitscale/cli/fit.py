@@ -90,6 +90,7 @@ def fit_command(
     precisions, say when (and whether) each catches up with the reference."""
     import json
 
+    from ..atomic import check_output
     from ..laws import LawDataError, analyze, from_csv, from_store, get_law, parse_columns
     from ..laws.analysis import catch_up_groups
     from ..laws.catch_up import reference_label
@@ -98,6 +99,8 @@ def fit_command(
 
     if store is not None and csv is not None:
         fail("give --store DB or --csv FILE, not both")
+    if plot is not None:  # before any fitting: a link, a device or the input itself is refused
+        check_output(plot, inputs=[p for p in (csv, store) if p is not None])
     if csv is None and store is None:
         store = DEFAULT_STORE
     if csv is not None and not columns:

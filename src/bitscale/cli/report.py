@@ -25,11 +25,13 @@ def report_command(
 ) -> None:
     """Write OUT/report.html: what was run, tables with intervals, law fits, findings and the 1-bit
     scaling paper's claims marked holds / does not hold / inconclusive / not tested, with the commands to reproduce."""
+    from ..atomic import check_directory_target
     from ..report import ReportError, build_report
     from ..sweep.store import StoreError
     from .fit import MAX_BOOTSTRAP, check_count
 
     check_count("--bootstrap", bootstrap, 0, MAX_BOOTSTRAP)
+    check_directory_target(out)
     try:
         result = build_report(store, out, sweep=sweep, by=by, size=size, reference=reference, law=law,
                               bootstrap=bootstrap, theory=theory)

@@ -74,7 +74,7 @@ def sweep_command(
             finally:
                 if progress is not None:
                     progress.stop()
-    except (StoreError, RuntimeError) as e:
+    except (StoreError, SweepError, RuntimeError) as e:  # SweepError: a run that cannot fit in memory
         fail(str(e))
     except KeyboardInterrupt:
         err_console.print("interrupted: finished runs are stored; run the same command again to resume")
@@ -188,12 +188,15 @@ def runs_export(
     store: Path = typer.Option(DEFAULT_STORE, help="results store"),
 ) -> None:
     """One row per run, config flattened to dotted columns (model.width, train.lr, ...)."""
+    from ..atomic import check_output
     from ..sweep.store import StoreError, export_runs
 
     if format not in ("csv", "parquet", "json"):
         fail(f"--format: expected csv, parquet or json, got {format!r}")
     if format == "parquet" and out is None:
         fail("--format parquet needs --out FILE")
+    if out is not None:
+        check_output(out, inputs=[store])
     open_store(store).close()
     try:
         export_runs(store, out, format, sweep)  # csv/json without --out go to stdout
@@ -218,11 +221,16 @@ def compare_command(
     json_out: bool = typer.Option(False, "--json", help="print JSON records instead of a table"),
 ) -> None:
     """Each variant's loss at each size, over seeds, and its gap to the reference (e.g. ternary vs fp32)."""
-    from ..atomic import atomic_write
+    from ..atomic import atomic_write, check_output
     from ..sweep.compare import CompareError, compare_runs, plot_comparison, to_markdown
 
     if not store.exists():
         fail(f"{store}: no such store")
+    for output in (markdown, plot):
+        if output is not None:
+            check_output(output, inputs=[store])
+    if markdown is not None and plot is not None and markdown.resolve() == plot.resolve():
+        fail("--markdown and --plot name the same file")
     try:
         with store_errors():
             table = compare_runs(store, sweep=sweep, by=by, size=size, reference=reference, metric=metric,

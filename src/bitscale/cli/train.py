@@ -66,6 +66,7 @@ def demo_command(
     from ..atomic import check_directory_target
     from ..main_job import FULL, QUICK, run_main_job
     from ..report import ReportError
+    from ..sweep.store import StoreError
 
     check_directory_target(out)
     plan = QUICK if quick else FULL
@@ -85,7 +86,7 @@ def demo_command(
         try:
             result = run_main_job(plan, out, on_progress=on_progress,
                                   on_stage=lambda message: progress.console.print(message, highlight=False))
-        except ReportError as e:
+        except (ReportError, StoreError) as e:
             fail(str(e))
     report = result["report"]
     for claim in report.claims:

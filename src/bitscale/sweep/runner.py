@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..limits import MemoryLimitError
 from .accounting import account
 from .executors import Executor, RunOutcome, RunTask
-from .spec import RunSpec, SweepFile
+from .kinds import kind_for
+from .spec import RunSpec, SweepError, SweepFile
 from .store import Store, StoreError, describe_error, store_file_exists, validate_store
 
 
@@ -148,6 +150,11 @@ def run_sweep(
     """
     name = sweep.name or "sweep"
     work = workdir_of(store_path)
+    for spec in specs:  # a run that cannot fit in memory is refused before anything is written
+        try:
+            kind_for(spec.config).check_fits(spec.config, f"{name}: run {spec.id}")
+        except MemoryLimitError as e:
+            raise SweepError(str(e)) from None
     # Accounted before the store is touched, so that the sweep and its queued runs are written back to back.
     rows = [{"id": spec.id, "config": spec.config.model_dump(mode="json"), **account(spec.config).to_dict()}
             for spec in specs]

@@ -26,7 +26,7 @@ explicit list or a range: `{logspace = [a, b], num = n}` (geometric; integers wh
 `{linspace = [a, b], num = n}`. `zip` is a table or an array of tables; each is one group of
 equal-length axes. Each config key is an axis at most once, short names resolved: `width` in [grid]
 and `model.width` in a [[zip]] group (or in two groups) is an error naming the axis, not one value
-silently overriding the other. A file nested more than MAX_TOML_DEPTH (32) levels deep is refused.
+silently overriding the other. A file nested more than `bitscale.limits.MAX_TOML_DEPTH` (32) levels deep is refused.
 
 A sweep of language models sets `kind = "lm"` at the top: its [base] is then an `LMRunConfig` (model =
 DecoderConfig, data, train; see `bitscale.train.lm_config`) and the short names are those of
@@ -69,7 +69,6 @@ import hashlib
 import itertools
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -78,16 +77,12 @@ from pydantic import (
     BaseModel, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator, model_validator,
 )
 
-from ..limits import STRICT
+from ..limits import STRICT, InputFileError
+from ..limits import read_toml as limits_read_toml
 from ..quant import QuantConfig, preset_name, resolve_config
 from ..train.run import RunConfig, format_validation_error
 from .accounting import account
 from .kinds import KINDS, AnyRunConfig, config_class, kind_for, kind_of
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 class SweepError(ValueError):
     """A sweep file that cannot be expanded: the message is one line naming the key."""
@@ -397,50 +392,12 @@ def _isoflop_runs(design: IsoFlop, points: list[dict[str, Any]], build) -> list[
     return out
 
 
-MAX_TOML_DEPTH = 32  # tables and arrays nested in a config file; real ones nest 4 or 5 deep
-
-
-def toml_depth(data: Any) -> int:
-    """How deeply tables and arrays nest in a parsed TOML document (a flat table: 1), without recursion."""
-    deepest, stack = 0, [(data, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
 def read_toml(path: "str | Path") -> dict[str, Any]:
-    """The TOML document at `path` as a dict; SweepError with one line "PATH: ..." for a missing or
-    unreadable file, text that is not UTF-8, invalid TOML, or a document nested more than
-    MAX_TOML_DEPTH levels deep (tomllib recurses once per level: a deep enough `a = [[[...]]]` would
-    otherwise end in a RecursionError, and validation recurses the same way). The one TOML reader of
-    sweep files and (through bitscale.cli.common.load_config) run configs."""
-    path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"{path}: no such file")
+    """`bitscale.limits.read_toml`, its one-line errors raised as SweepError."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SweepError(f"{path}: not a UTF-8 text file") from None
-    except OSError as e:
-        raise SweepError(f"{path}: cannot read ({e.strerror or e})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SweepError(f"{path}: invalid TOML: {' '.join(str(e).split())}") from None
-    except RecursionError:
-        raise SweepError(f"{path}: TOML nested too deeply (at most {MAX_TOML_DEPTH} levels of tables and arrays)") from None
-    if toml_depth(data) > MAX_TOML_DEPTH:
-        raise SweepError(f"{path}: TOML nested too deeply ({toml_depth(data)} levels of tables and arrays; "
-                         f"at most {MAX_TOML_DEPTH})")
-    return data
+        return limits_read_toml(path)
+    except InputFileError as e:
+        raise SweepError(str(e)) from None
 
 
 def load_sweep(path: "str | Path") -> tuple[SweepFile, list[RunSpec]]:

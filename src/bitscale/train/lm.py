@@ -44,6 +44,7 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
+from pydantic import ValidationError
 
 from ..data.text import TokenStream, load_text
 from ..data.tokenizers import ByteTokenizer, get_tokenizer
@@ -53,6 +54,7 @@ from .checkpoint import check_run_dir_target
 from .finite import first_nonfinite
 from .lm_files import generate_text, load_lm, save_lm
 from .optimizers import make_optimizer
+from .run import format_validation_error
 from .schedules import lr_at, weight_decay_at
 from .speed import autocast_context, compile_blocks, eager, first_step_with_fallback
 from .state import resume_training_state, save_training_state
@@ -338,8 +340,15 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--compile", action="store_true", help="torch.compile the decoder blocks")
     args = parser.parse_args(argv)
-    cfg = load_lm_config(args.config)
-    result = train_lm(cfg, args.out, compile=args.compile)
+    try:  # a user's mistake is one line and exit 2, as in the bitscale command
+        cfg = load_lm_config(args.config)
+        result = train_lm(cfg, args.out, compile=args.compile)
+    except ValidationError as e:
+        print(f"error: {format_validation_error(e, str(args.config))}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # unreadable config, unknown corpus, an output that is not a run directory
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     if result is not None:
         print(
             f"val loss {result.final_val_loss:.4f} | ppl {result.perplexity:.3f} | bpb {result.bits_per_byte:.4f} | "

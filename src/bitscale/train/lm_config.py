@@ -6,22 +6,16 @@ A config file has [model] (DecoderConfig), [data] (LMDataConfig) and [train] (Tr
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from ..limits import MAX_COUNT, MAX_SAMPLES, MAX_SEED, STRICT
+from ..limits import MAX_COUNT, MAX_SAMPLES, MAX_SEED, STRICT, read_toml
 
 from ..models.decoder import DecoderConfig
 from .config import TrainConfig
 from .speed import AUTOCAST_MODES
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 # The LM recipe; a [train] table in a config overrides these field by field.
@@ -94,8 +88,5 @@ class LMRunConfig(BaseModel):
 
 
 def load_lm_config(path: "str | Path") -> LMRunConfig:
-    """Read a TOML LMRunConfig (raises ValueError / pydantic.ValidationError / tomllib.TOMLDecodeError)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    return LMRunConfig.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    """Read a TOML LMRunConfig (raises InputFileError, a ValueError, or pydantic.ValidationError)."""
+    return LMRunConfig.model_validate(read_toml(path))
