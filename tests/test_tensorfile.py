@@ -129,6 +129,15 @@ def test_read_header_reads_no_data(saved):
     assert header.metadata["note"] == "hello"
 
 
+def test_the_file_gets_the_mode_of_a_normal_file(tmp_path):
+    import os
+
+    path = save_tensors(tmp_path / "x.safetensors", {"w": torch.zeros(1)})
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    assert os.stat(path).st_mode == os.stat(plain).st_mode  # not safetensors' 0600
+
+
 def test_metadata_must_be_strings(tmp_path):
     with pytest.raises(ValueError, match="strings"):
         save_tensors(tmp_path / "x.safetensors", {"w": torch.zeros(1)}, {"n": 3})

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import struct
 import warnings
 from dataclasses import dataclass
@@ -126,7 +127,9 @@ def save_tensors(
     meta[CHECKSUM_KEY] = json.dumps(table, separators=(",", ":"))
 
     def write(tmp: str) -> None:
+        mode = os.stat(tmp).st_mode  # atomic_write made tmp with the umask's mode; safetensors writes 0600
         save_file(store, tmp, metadata=meta)
+        os.chmod(tmp, stat.S_IMODE(mode))
         if fsync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())

@@ -125,18 +125,19 @@ def _sibling(directory: Path, tag: str) -> Path:
 def write_run_dir(directory: "str | Path", write: Callable[[Path], None]) -> Path:
     """Call write(tmp) to fill a temporary sibling directory, then put it in place of `directory` as one
     unit (see the module docstring). ValueError (one line) when `directory` may not be replaced."""
-    directory = check_run_dir_target(Path(directory))
+    given = check_run_dir_target(Path(directory))
+    directory = Path(os.path.abspath(given))  # "." or "run/.." has no name to put a sibling next to
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(directory, "tmp")
     try:
         write(tmp)
-        check_run_dir_target(directory)  # it may have changed while we wrote
+        check_run_dir_target(given)  # it may have changed while we wrote
         if not directory.exists() or not any(directory.iterdir()):
             os.replace(tmp, directory)  # onto a missing or empty directory: one rename
-            return directory
+            return given
         if _exchange(tmp, directory):
             shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old run
-            return directory
+            return given
         old = directory.parent / f".{directory.name}.old-{secrets.token_hex(4)}"
         os.rename(directory, old)
         try:
@@ -145,7 +146,7 @@ def write_run_dir(directory: "str | Path", write: Callable[[Path], None]) -> Pat
             os.rename(old, directory)
             raise
         shutil.rmtree(old, ignore_errors=True)
-        return directory
+        return given
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -198,8 +199,8 @@ def load_model(directory: "str | Path") -> tuple[torch.nn.Module, RunConfig]:
     directory = Path(directory)
     require_run_files(directory)
     text = (directory / "config.json").read_text()
+    config = RunConfig.model_validate_json(text)  # first: a folder that is not a run says so, unwarned
     tensors = load_weights(directory, {CONFIG_KEY: ("config.json", text)})
-    config = RunConfig.model_validate_json(text)
     model = build_model(config.model, config.task.d, config.train.seed)
     model.load_state_dict(tensors)
     return model, config

@@ -83,12 +83,12 @@ def load_lm(directory: "str | Path") -> "tuple[Decoder, ByteTokenizer | BPEToken
     directory = Path(directory)
     require_run_files(directory)
     text = (directory / "config.json").read_text()
+    cfg = LMRunConfig.model_validate_json(text)  # first: a folder that is not a run says so, unwarned
     bound = {CONFIG_KEY: ("config.json", text)}
     tokenizer_file = directory / "tokenizer.json"
     if tokenizer_file.is_file():
         bound[TOKENIZER_KEY] = ("tokenizer.json", tokenizer_file.read_bytes())
     tensors = load_weights(directory, bound)
-    cfg = LMRunConfig.model_validate_json(text)
     if cfg.data.tokenizer == "byte":
         tokenizer = ByteTokenizer()
     else:
