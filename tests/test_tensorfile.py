@@ -141,3 +141,13 @@ def test_the_file_gets_the_mode_of_a_normal_file(tmp_path):
 def test_metadata_must_be_strings(tmp_path):
     with pytest.raises(ValueError, match="strings"):
         save_tensors(tmp_path / "x.safetensors", {"w": torch.zeros(1)}, {"n": 3})
+
+
+def test_tensors_that_share_memory_are_written_as_copies(tmp_path):
+    # Tied weights (a decoder's embedding and head) are one tensor under two names; safetensors refuses them.
+    shared = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    path = save_tensors(tmp_path / "tied.safetensors", {"emb": shared, "head": shared, "row": shared[1]})
+    tensors, _ = load_tensors(path)
+    assert torch.equal(tensors["emb"], shared) and torch.equal(tensors["head"], shared)
+    assert torch.equal(tensors["row"], shared[1])
+    assert shared.untyped_storage().data_ptr() == shared[1].untyped_storage().data_ptr()  # inputs untouched

@@ -111,12 +111,21 @@ def save_tensors(
 ) -> Path:
     """Write `tensors` and `metadata` (string values) as a safetensors file, atomically
     (`bitscale.atomic.atomic_write`), with the checksum of every tensor under CHECKSUM_KEY (which replaces
-    any value the caller passes under that key). Tensors must not share memory (safetensors refuses
-    them). `fsync`: flush the file to disk before it is renamed into place."""
+    any value the caller passes under that key). Tensors that share memory (tied weights, which
+    safetensors refuses) are written as copies; loading them into a model with load_state_dict fills
+    the shared tensor once per name, with the same values. `fsync`: flush the file to disk before it is
+    renamed into place."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    store = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    store, storages = {}, set()
+    for name, t in tensors.items():
+        t = t.detach().cpu().contiguous()
+        storage = t.untyped_storage().data_ptr()
+        if t.numel() and storage in storages:
+            t = t.clone()
+        storages.add(storage)
+        store[name] = t
     meta = dict(metadata or {})
     for key, value in meta.items():
         if not isinstance(key, str) or not isinstance(value, str):

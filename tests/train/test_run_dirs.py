@@ -266,7 +266,7 @@ def test_a_folder_that_is_not_a_run_is_refused_and_left_untouched(tmp_path):
 
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    with pytest.raises(ValueError, match="is not a directory"):
+    with pytest.raises(ValueError, match="is a regular file, expected a directory"):
         lm_run(a_file)
     assert a_file.read_text() == "x"
     link = tmp_path / "link"

@@ -24,13 +24,16 @@ def lm_command(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the decoder blocks (faster on long runs; eager fallback)"),
 ) -> None:
     """Train a decoder language model (BitNet b1.58 recipe) and print val loss, perplexity, bits per byte."""
-    from ..atomic import check_directory_target
     from ..runs import KINDS
+    from ..train.checkpoint import check_run_dir_target
     from ..train.lm import train_lm
 
     cfg = _load_lm_config(config)
     if out is not None:
-        check_directory_target(out)  # before training, not after
+        try:  # before training, not after: a file, a link or a folder that is not a run
+            check_run_dir_target(out)
+        except ValueError as e:
+            fail(str(e))
     KINDS["lm"].check_fits(cfg, str(config))
     m = cfg.model
     console.print(

@@ -18,13 +18,16 @@ def train_command(
 ) -> None:
     """Train one model from a TOML config and print its final losses."""
     from ..nn import summary
-    from ..atomic import check_directory_target
     from ..runs import kind_for
     from ..train import build_model, build_task, train
+    from ..train.checkpoint import check_run_dir_target
 
     run_config = load_run_config(config)
     if out is not None:
-        check_directory_target(out)  # before training, not after
+        try:  # before training, not after: a file, a link or a folder that is not a run
+            check_run_dir_target(out)
+        except ValueError as e:
+            fail(str(e))
     kind_for(run_config).check_fits(run_config, str(config))
     try:
         task = build_task(run_config.task)

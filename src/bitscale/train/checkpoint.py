@@ -33,7 +33,6 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import sys
 import warnings
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Callable, Mapping
 
 import torch
 
+from ..atomic import check_directory_target
 from ..tensorfile import CHECKSUM_KEY, DamagedFileError, load_tensors, save_tensors
 from .loop import RunResult
 from .run import RunConfig, build_model
@@ -72,15 +72,9 @@ def require_run_files(directory: Path) -> None:
 def check_run_dir_target(directory: "str | Path") -> Path:
     """`directory` as a Path when a run may be written there: a new name, an empty directory, or a run
     directory (config.json and only run files). ValueError (one line, naming it) otherwise."""
-    directory = Path(directory)
-    try:
-        mode = os.lstat(directory).st_mode
-    except FileNotFoundError:
+    directory = check_directory_target(directory)  # a file, a link, a FIFO or a device: UnsafeTargetError
+    if not directory.exists():
         return directory
-    if stat.S_ISLNK(mode):
-        raise ValueError(f"{directory}: is a symbolic link; give the directory it points to, or a new name")
-    if not stat.S_ISDIR(mode):
-        raise ValueError(f"{directory}: exists and is not a directory; a run needs a new name, an empty directory or a run directory")
     names = sorted(p.name for p in directory.iterdir())
     if not names:
         return directory
