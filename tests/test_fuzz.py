@@ -30,6 +30,7 @@ import bitscale.cli
 from bitscale.theory.study import TheoryConfig
 from bitscale.train import RunConfig
 from bitscale.train.lm_config import LMRunConfig
+from tests.damage import flip, truncate
 
 SEED = 17
 TIME_LIMIT_S = 20
@@ -288,9 +289,9 @@ def _damaged(run: Path, rng: random.Random) -> list[tuple[str, callable]]:
     for name in sorted(p.name for p in run.iterdir()):
         size = (run / name).stat().st_size
         for cut in sorted({0, 7, size // 3, size - 2}):  # size - 1 can leave valid JSON (its newline)
-            cases.append((f"{name} truncated to {cut} B", lambda d, n=name, c=cut: _truncate(d / n, c)))
+            cases.append((f"{name} truncated to {cut} B", lambda d, n=name, c=cut: truncate(d / n, c)))
         for offset in sorted(rng.sample(range(size), min(6, size))):
-            cases.append((f"{name} byte {offset} flipped", lambda d, n=name, o=offset: _flip(d / n, o)))
+            cases.append((f"{name} byte {offset} flipped", lambda d, n=name, o=offset: flip(d / n, o, 0x80)))
         cases.append((f"{name} removed", lambda d, n=name: (d / n).unlink()))
     cases.append(("config.json is an array", lambda d: (d / "config.json").write_text("[1, 2]")))
     cases.append(("config.json names an unknown kind",
@@ -298,15 +299,6 @@ def _damaged(run: Path, rng: random.Random) -> list[tuple[str, callable]]:
     return cases
 
 
-def _truncate(path: Path, size: int) -> None:
-    with open(path, "r+b") as f:
-        f.truncate(size)
-
-
-def _flip(path: Path, offset: int) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0x80  # an ASCII byte becomes invalid UTF-8; a data byte changes value
-    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("kind", ["regression", "lm"])

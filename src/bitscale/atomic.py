@@ -26,7 +26,7 @@ class UnsafeTargetError(ValueError):
     """A write refused because of what its target is; the message is one line naming the path."""
 
 
-def _what(mode: int) -> str | None:
+def file_kind(mode: int) -> str | None:
     """What a non-regular file is, in words; None for a regular file."""
     for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
                        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
@@ -44,7 +44,7 @@ def check_target(path: "str | Path") -> Path:
         return path
     except NotADirectoryError:
         raise UnsafeTargetError(f"{path}: a parent of this path is not a directory") from None
-    what = _what(st.st_mode)
+    what = file_kind(st.st_mode)
     if what is not None:
         hint = "; write to the file it points to, or to a new name" if what == "a symbolic link" else ""
         raise UnsafeTargetError(f"{path}: is {what}, not a regular file{hint}")
@@ -59,7 +59,7 @@ def check_directory_target(path: "str | Path") -> Path:
     except FileNotFoundError:
         return path
     if not stat.S_ISDIR(st.st_mode):
-        raise UnsafeTargetError(f"{path}: is {_what(st.st_mode) or 'a regular file'}, expected a directory or a new name")
+        raise UnsafeTargetError(f"{path}: is {file_kind(st.st_mode) or 'a regular file'}, expected a directory or a new name")
     return path
 
 

@@ -4,9 +4,7 @@ from scratch to the uninterrupted results, each carrying the restart."""
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 
 import pytest
 import torch
@@ -17,6 +15,7 @@ from bitscale.sweep.batched import train_batched
 from bitscale.sweep.batched.loop import _load_checkpoint
 from bitscale.tensorfile import DamagedFileError, UncheckedFileWarning, load_tensors, save_tensors
 from bitscale.train import ModelSpec, RunConfig, TaskSpec, TrainConfig
+from tests.damage import flip, tensor_offsets
 
 TASK = {"function": "sines", "d": 8, "n_train": 40, "n_test": 48, "input_dist": "sphere"}
 
@@ -53,17 +52,6 @@ def checkpoint(tmp_path):
     return path
 
 
-def tensor_offsets(path):
-    data = path.read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    return {k: 8 + n + v["data_offsets"][0] for k, v in header.items() if k != "__metadata__" and v["data_offsets"][1] > v["data_offsets"][0]}
-
-
-def flip(path, offset):
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0x02
-    path.write_bytes(bytes(data))
 
 
 def assert_equal_results(got, want):

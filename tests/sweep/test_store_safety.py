@@ -144,10 +144,10 @@ def test_a_fifo_store_is_refused_at_once_not_opened(tmp_path, sweep_file):
         proc = subprocess.run([sys.executable, "-c", REFUSE_FIFO, str(name)], capture_output=True, text=True,
                               timeout=60)
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.splitlines() == [f"{name} is a FIFO (named pipe), not a bitscale results store"] * 4
+        assert proc.stdout.splitlines() == [f"{name} is a FIFO, not a bitscale results store"] * 4
         cli = subprocess.run([sys.executable, "-m", "bitscale.cli", "sweep", str(sweep_file), "--store", str(name)],
                              capture_output=True, text=True, timeout=60)
-        assert cli.returncode == 2 and cli.stderr == f"error: {name} is a FIFO (named pipe), not a bitscale results store\n"
+        assert cli.returncode == 2 and cli.stderr == f"error: {name} is a FIFO, not a bitscale results store\n"
     assert sorted(os.listdir(tmp_path)) == ["pipe.db", "tiny.toml", "to-pipe.db"]  # no lock file, no store
 
 
@@ -161,7 +161,7 @@ def test_a_directory_or_device_store_is_refused(tmp_path, sweep_and_specs, kind)
             pytest.skip("no /dev/null")
         path = tmp_path / "null.db"
         path.symlink_to("/dev/null")
-    what = "a directory" if kind == "directory" else "a device"
+    what = "a directory" if kind == "directory" else "a character device"
     for open_it in (lambda: run_sweep(*sweep_and_specs, path, SerialExecutor()), lambda: Store(path),
                     lambda: load_runs(path), lambda: load_metrics(path)):
         with pytest.raises(StoreError, match=f"is {what}, not a bitscale results store") as e:

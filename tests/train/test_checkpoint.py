@@ -4,9 +4,7 @@ restarting from scratch to the same result as an uninterrupted run, with the res
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 import warnings
 
 import pytest
@@ -18,6 +16,7 @@ from bitscale.sweep.executors import STATE_FILE, RunTask, execute
 from bitscale.tensorfile import DamagedFileError, UncheckedFileWarning, load_tensors, save_tensors
 from bitscale.train import RunConfig, run
 from bitscale.train.state import load_training_state
+from tests.damage import flip, tensor_offsets
 
 DISCARDED = (0, "run", "checkpoint_discarded", 1.0)
 
@@ -59,17 +58,6 @@ def state(tmp_path):
     return path
 
 
-def tensor_offsets(path):
-    data = path.read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    return {k: 8 + n + v["data_offsets"][0] for k, v in header.items() if k != "__metadata__" and v["data_offsets"][1] > v["data_offsets"][0]}
-
-
-def flip(path, offset):
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0x01
-    path.write_bytes(bytes(data))
 
 
 def same_run(a, b):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import warnings
 
 import pytest
@@ -23,6 +22,7 @@ from bitscale.train import lm_files
 from bitscale.train.lm_config import LMDataConfig, LMRunConfig
 from bitscale.train.lm_files import load_lm, save_lm
 from bitscale.train.loop import RunResult
+from tests.damage import flip, tensor_offsets
 
 RESULT = RunResult(status="done", steps_done=0, diverged_at=None)
 
@@ -51,17 +51,6 @@ def lm_run(directory, seed=0, **model):
     return net, cfg
 
 
-def tensor_offsets(path):
-    data = path.read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    return {k: 8 + n + v["data_offsets"][0] for k, v in header.items() if k != "__metadata__" and v["data_offsets"][1] > v["data_offsets"][0]}
-
-
-def flip(path, offset):
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0x04
-    path.write_bytes(bytes(data))
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:

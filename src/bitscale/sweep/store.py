@@ -58,7 +58,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from ..atomic import atomic_write
+from ..atomic import atomic_write, file_kind
 
 FORMAT = "bitscale-store"
 STATUSES = ("queued", "running", "done", "failed", "diverged")
@@ -264,10 +264,7 @@ def store_file_exists(path: Path) -> bool:
     mode = st.st_mode
     if stat.S_ISREG(mode):
         return True
-    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "not a regular file")
-    raise StoreError(f"{path} is {kind}, not a bitscale results store")
+    raise StoreError(f"{path} is {file_kind(mode) or 'not a regular file'}, not a bitscale results store")
 
 
 def _is_sqlite_file(path: Path) -> bool:
