@@ -151,3 +151,12 @@ def test_tensors_that_share_memory_are_written_as_copies(tmp_path):
     assert torch.equal(tensors["emb"], shared) and torch.equal(tensors["head"], shared)
     assert torch.equal(tensors["row"], shared[1])
     assert shared.untyped_storage().data_ptr() == shared[1].untyped_storage().data_ptr()  # inputs untouched
+
+
+def test_a_fifo_in_place_of_a_tensor_file_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "state.safetensors"
+    os.mkfifo(fifo)  # a plain open() would wait for a writer forever
+    with pytest.raises(DamagedFileError, match="is a FIFO, not a tensor file"):
+        load_tensors(fifo)

@@ -42,7 +42,7 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from .atomic import atomic_write
+from .atomic import atomic_write, file_kind
 
 CHECKSUM_KEY = "bitscale.sha256"
 METADATA_DIGEST = "__metadata__"  # the checksum table's entry for the other metadata
@@ -152,8 +152,13 @@ def read_header(path: "str | Path") -> Header:
     each tensor's dtype, shape and offsets against the file's size. DamagedFileError on any failure;
     FileNotFoundError when there is no file."""
     path = Path(path)
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+    # O_NONBLOCK and the fstat check: a FIFO in place of the file would block a plain open() forever.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            _fail(path, f"is {file_kind(st.st_mode) or 'not a regular file'}, not a tensor file")
+        size = st.st_size
         head = f.read(8)
         if len(head) < 8:
             _fail(path, f"truncated file ({size} bytes; not even a safetensors header length): the file is damaged")
