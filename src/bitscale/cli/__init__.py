@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from . import train, sweep, fit, theory, lm, hf, pack, bench, report  # noqa: F401, I001  (importing each registers its commands, in this order)
+from . import train, sweep, fit, theory, lm, hf, gguf, pack, bench, report  # noqa: F401, I001  (importing each registers its commands, in this order)
 from ..atomic import UnsafeTargetError
 from ..limits import MemoryLimitError
 from .common import UserError, app, err_console

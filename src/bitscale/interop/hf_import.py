@@ -41,23 +41,35 @@ def latent_from_codes(codes: Tensor, weight_scale: float, eps: float = HF_ACT_EP
 
     code * s (s = 1 / weight_scale) would not do: its absmean is s times the fraction p of nonzero codes,
     not s. W = code * s / p has absmean s and W / s = code / p, which rounds and clips back to code. The
-    magnitude is then nudged by a few ulps until 1 / mean|W| equals weight_scale exactly.
+    float32 mean of |W| then misses 1 / weight_scale by a few ulps; it is a non-decreasing function of any
+    one |W_j|, so bisecting the magnitude of one nonzero weight (within +-25%, where it still rounds to its
+    code) finds a W whose 1 / mean|W| is weight_scale exactly.
     """
     codes = codes.to(torch.float32)
-    nonzero = int(codes.ne(0).sum())
-    if nonzero == 0:
+    nonzero = codes.ne(0).nonzero()
+    if len(nonzero) == 0:
         return torch.zeros_like(codes)
     target = torch.tensor(weight_scale, dtype=torch.float32)
-    magnitude = (1.0 / target) * (codes.numel() / nonzero)
-    for _ in range(32):
-        w = codes * magnitude
-        _, inv = weight_codes(w, "ternary", "tensor", None, True, eps)
-        if inv == target:
-            break
-        # inv too large: mean|W| too small, so grow the magnitude (and the reverse), one ulp at a time.
-        toward = torch.tensor(float("inf") if inv > target else 0.0)
-        magnitude = torch.nextafter(magnitude, toward)
-    return codes * magnitude
+    magnitude = float((1.0 / target) * (codes.numel() / len(nonzero)))
+    w = codes * magnitude
+    j = tuple(nonzero[0].tolist())
+    sign = float(codes[j])
+
+    def inverse_with(value: float) -> Tensor:
+        w[j] = sign * value
+        return weight_codes(w, "ternary", "tensor", None, True, eps)[1]
+
+    lo, hi = 0.75 * magnitude, 1.25 * magnitude  # inverse_with is non-increasing in the value
+    if inverse_with(magnitude) != target:
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            inv = inverse_with(mid)
+            if inv == target:
+                break
+            lo, hi = (mid, hi) if inv > target else (lo, mid)
+        else:
+            inverse_with(magnitude)  # not reachable exactly: keep the plain magnitude
+    return w
 
 
 def _read_config(hf_dir: Path) -> dict:
