@@ -216,3 +216,25 @@ def test_the_cli_exports_a_trained_run_with_merged_norms_and_imports_it_back(lm_
     assert_refused(["export-gguf", str(lm_run), str(out), "--type", "q4_0"], tmp_path, capsys, "bad type")
     assert_refused(["import-gguf", str(lm_run / "config.json"), str(tmp_path / "x")], tmp_path, capsys, "not gguf")
     assert_refused(["export-gguf", str(lm_run), str(lm_run / "model.safetensors")], tmp_path, capsys, "own input")
+
+
+@pytest.mark.slow
+def test_llama_cpp_loads_the_export_and_its_logits_agree(tmp_path):
+    """llama.cpp itself (through llama-cpp-python, which builds it from its bundled source) runs the file.
+    Its logits cannot equal ours bit for bit: it quantizes activations per block of 256 (Q8_K) where
+    we quantize per token, and sums in another order; the agreement is measured (docs/interop.md)."""
+    llama_cpp = pytest.importorskip(
+        "llama_cpp", reason="llama-cpp-python is not installed (pip install llama-cpp-python builds llama.cpp)")
+    model = decoder()
+    ids = torch.randint(0, 256, (48,), generator=torch.Generator().manual_seed(5)).tolist()
+    with torch.no_grad():
+        ours = model(torch.tensor([ids]))[0][0].numpy()
+    for ternary_type in ("tq2_0", "tq1_0"):
+        path = write_gguf(model, tmp_path / f"{ternary_type}.gguf", ternary_type=ternary_type)
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=2)
+        llm.eval(ids)
+        theirs = np.asarray(llm.scores[: len(ids)], dtype=np.float32)[:, : model.cfg.vocab_size]
+        error = float(np.abs(theirs - ours).max() / np.abs(ours).max())
+        agree = float((theirs.argmax(-1) == ours.argmax(-1)).mean())
+        print(f"llama.cpp {ternary_type}: max |dlogit| / max |logit| = {error:.4f}, argmax agreement {agree:.3f}")
+        assert error < 0.05 and agree > 0.9

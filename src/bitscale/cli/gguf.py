@@ -22,6 +22,19 @@ def _logit_error(model, other, vocab_size: int) -> float:
     return float((theirs - ours).abs().max() / ours.abs().max())
 
 
+def _val_losses(cfg, model, other) -> tuple[float, float]:
+    """Validation loss of `model` and `other` on the run's own fixed validation windows (train_lm's)."""
+    import contextlib
+
+    import torch
+
+    from ..train.lm import build_data, evaluate, validation_windows
+
+    windows = validation_windows(cfg, build_data(cfg)[2])
+    cpu = torch.device("cpu")
+    return evaluate(model, windows, cpu, contextlib.nullcontext), evaluate(other, windows, cpu, contextlib.nullcontext)
+
+
 @app.command("export-gguf")
 def export_gguf_command(
     run_dir: Path = typer.Argument(..., help="an LM run directory written by `bitscale lm --out`"),
@@ -41,7 +54,7 @@ def export_gguf_command(
         fail(f"export-gguf needs the gguf package ({e}): {GGUF_HINT}")
     check_output(out, inputs=[run_dir / name for name in ("config.json", "model.safetensors", "tokenizer.json")])
     try:
-        model, tokenizer, _ = load_lm(run_dir)
+        model, tokenizer, cfg = load_lm(run_dir)
     except (ValueError, ValidationError, OSError) as e:
         fail(f"{run_dir}: {' '.join(str(e).split())}")
     except ImportError as e:  # a BPE run without `tokenizers`
@@ -55,6 +68,10 @@ def export_gguf_command(
     console.print(f"wrote {out} ({out.stat().st_size:,} B, {type.upper()} ternary tensors); read back, its logits "
                   f"differ from the run's by at most {error:.2e} of their largest magnitude"
                   + (" (merged norms)" if merge_norms else ""), highlight=False, soft_wrap=True)
+    if merge_norms:
+        ours, theirs = _val_losses(cfg, model, back)
+        console.print(f"validation loss ({cfg.eval_batches} fixed batches of {cfg.data.corpus}): run {ours:.4f}, "
+                      f"exported with merged norms {theirs:.4f} nats/token", highlight=False, soft_wrap=True)
 
 
 @app.command("import-gguf")

@@ -9,7 +9,8 @@ Mapping (ours -> GGUF; docs/interop.md has the table and gguf_layout the reasons
     blocks.i.attn.o_proj.norm.weight        -> blk.i.attn_sub_norm.weight         F32
     blocks.i.mlp.{gate,up}_proj.norm.weight -> blk.i.ffn_norm.weight (shared)     F32
     blocks.i.mlp.down_proj.norm.weight      -> blk.i.ffn_sub_norm.weight          F32
-    blocks.i.<proj>.weight                  -> blk.i.<name>.weight  ternary codes, TQ2_0 or TQ1_0 (d = 1)
+    blocks.i.<proj>.weight                  -> blk.i.<name>.weight  ternary codes, TQ2_0 or TQ1_0 (d = 1;
+                                               q and k rows in the NEOX RoPE order)
                                                blk.i.<name>.scale   gamma = mean|W| (F32, shape 1)
 
 The metadata holds the llama.cpp hyperparameters (`bitnet.*`), the tokenizer as a byte-level BPE
@@ -33,13 +34,16 @@ from .gguf_layout import (
     NORM_EPS,
     NORMS,
     PROJECTIONS,
+    ROPE_ROTATED,
     TERNARY_TYPES,
     TOKEN_NORMAL,
     TOKEN_UNUSED,
     byte_to_unicode,
+    byte_tokenizer_merges,
     check_exportable,
     scale_of,
 )
+from .hf_layout import rope_permutation
 
 DECODER_KEY = "bitscale.decoder"
 
@@ -78,7 +82,7 @@ def _vocabulary(tokenizer, vocab_size: int) -> tuple[list[str], list[int], list[
     has beyond the tokenizer's are unused padding tokens."""
     if tokenizer is None or not hasattr(tokenizer, "to_json"):  # the byte tokenizer: id b is byte b
         table = byte_to_unicode()
-        tokens, merges = [table[b] for b in range(256)], []
+        tokens, merges = [table[b] for b in range(256)], byte_tokenizer_merges()
     else:
         data = json.loads(tokenizer.to_json())
         vocab = data["model"]["vocab"]
@@ -114,12 +118,15 @@ def write_gguf(model: Decoder, path: "str | Path", tokenizer=None, *, ternary_ty
         ("token_embd.weight", _f32(model.tok_emb.weight), None),
         ("output_norm.weight", _f32(model.norm.weight), None),
     ]
+    perm = rope_permutation(cfg.n_head, cfg.head_dim)
     for i, block in enumerate(model.blocks):
         for norm, _ in NORMS:
             tensors.append((f"blk.{i}.{norm}.weight", gains[(i, norm)], None))
         for ours, theirs in PROJECTIONS:
             codes, inv = weight_codes(block.get_submodule(ours).weight.detach().float(), "ternary", "tensor", None,
                                       True, eps)
+            if theirs in ROPE_ROTATED:
+                codes = codes[perm]
             tensors.append((f"blk.{i}.{theirs}.weight", gguf.quants.quantize(codes.numpy(), qtype), qtype))
             tensors.append((f"blk.{i}.{theirs}.scale", np.array([scale_of(float(inv))], dtype=np.float32), None))
 

@@ -19,8 +19,10 @@ from pydantic import ValidationError
 
 from ..models.decoder import Decoder, DecoderConfig
 from .gguf_export import DECODER_KEY, _require_gguf
-from .gguf_layout import ARCH, NORMS, PROJECTIONS, TOKEN_UNUSED, byte_to_unicode
+from .gguf_layout import (ARCH, NORMS, PROJECTIONS, ROPE_ROTATED, TOKEN_UNUSED, byte_to_unicode,
+                          byte_tokenizer_merges)
 from .hf_import import latent_from_codes
+from .hf_layout import rope_permutation
 
 
 class GGUFError(ValueError):
@@ -117,7 +119,7 @@ def _tokenizer(reader, cfg: DecoderConfig):
     merges = list(_field(reader, "tokenizer.ggml.merges", required=False) or [])
     used = [t for t, kind in zip(tokens, types) if kind != TOKEN_UNUSED]
     table = byte_to_unicode()
-    if not merges and used == [table[b] for b in range(256)]:
+    if merges in ([], byte_tokenizer_merges()) and used == [table[b] for b in range(256)]:
         from ..data.tokenizers import ByteTokenizer
 
         return ByteTokenizer()
@@ -152,6 +154,7 @@ def load_gguf_decoder(path: "str | Path") -> "tuple[Decoder, object]":
         shapes = {"attn_q": (d, d), "attn_k": (d, d), "attn_v": (d, d), "attn_output": (d, d),
                   "ffn_gate": (f, d), "ffn_up": (f, d), "ffn_down": (d, f)}
         eps = cfg.quant_config.eps
+        unpermute = torch.argsort(rope_permutation(cfg.n_head, cfg.head_dim))
         state = {"tok_emb.weight": _tensor(tensors, "token_embd.weight", (cfg.vocab_size, d), gguf),
                  "norm.weight": _tensor(tensors, "output_norm.weight", (d,), gguf)}
         for i in range(cfg.n_layer):
@@ -161,6 +164,8 @@ def load_gguf_decoder(path: "str | Path") -> "tuple[Decoder, object]":
                     state[f"blocks.{i}.{ours}.norm.weight"] = gain
             for ours, theirs in PROJECTIONS:
                 codes, gamma = _codes_and_scale(tensors, f"blk.{i}.{theirs}", shapes[theirs], gguf)
+                if theirs in ROPE_ROTATED:
+                    codes = codes[unpermute]
                 inv = float(np.float32(1) / np.float32(gamma))  # exact for our files (gguf_layout.scale_of)
                 state[f"blocks.{i}.{ours}.weight"] = latent_from_codes(codes, inv, eps)
         tokenizer = _tokenizer(reader, cfg)

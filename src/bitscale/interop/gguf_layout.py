@@ -10,8 +10,10 @@ layers each carry their own gain. A model whose shared gains agree maps exactly;
 refuses, or with `merge_norms` writes their mean (an approximation it measures and reports). The graph
 takes `token_embd` as the output head, so the head must be tied, and its FFN is gated (SwiGLU).
 
-RoPE: llama.cpp's `bitnet` uses the NORM rope type, which rotates consecutive pairs (2i, 2i + 1) as our
-decoder does, so q and k rows are stored unpermuted (the HF layout needs a permutation; this one does not).
+RoPE: llama.cpp's `bitnet` uses the NEOX rope type (llama_model_rope_type: "the pairs of head values are
+offset by n_rot/2"), which rotates the pairs (i, i + head_dim/2), where our decoder rotates consecutive
+pairs (2i, 2i + 1). The rows of q and k are therefore stored in the order the HF layout uses
+(`hf_layout.rope_permutation`), with the same angles, and put back on import.
 
 Ternary tensors: TQ2_0 (2 bits per code, 2.06 bits per weight with its fp16 block scale) or TQ1_0
 (base-3, 1.69 bits per weight). Each block of 256 codes along a row carries an fp16 scale d; we store
@@ -33,6 +35,7 @@ NORM_EPS = 1e-6  # every RMSNorm of our decoder; llama.cpp has one eps for all o
 TERNARY_TYPES = {"tq2_0": "TQ2_0", "tq1_0": "TQ1_0"}
 
 # Our BitLinear (path in a Block) -> the GGUF tensor base name (blk.{i}.<name>.weight / .scale).
+ROPE_ROTATED = ("attn_q", "attn_k")  # rows permuted for the NEOX pairs
 PROJECTIONS = (
     ("attn.q_proj", "attn_q"),
     ("attn.k_proj", "attn_k"),
@@ -80,6 +83,14 @@ def scale_of(inverse_scale: float) -> np.float32:
             break
         s = np.nextafter(s, np.float32(np.inf) if back > inv else np.float32(0))
     return s
+
+
+def byte_tokenizer_merges() -> list[str]:
+    """The merges of the byte tokenizer's vocabulary. It has none, but GGUF has no empty arrays and
+    llama.cpp's `gpt2` tokenizer needs the key, so it gets one merge that can never apply: bytes 0xC0 and
+    0xC1 occur nowhere in UTF-8 text (and the merged token is not in the vocabulary)."""
+    table = byte_to_unicode()
+    return [f"{table[0xC0]} {table[0xC1]}"]
 
 
 def check_exportable(cfg: DecoderConfig) -> None:

@@ -125,6 +125,14 @@ def _dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
+def validation_windows(cfg: LMRunConfig, val_stream: TokenStream) -> list:
+    """The run's fixed validation batches: `eval_batches` batches of windows drawn with `eval_seed`, the
+    same at every evaluation (and for any model evaluated on this config's data)."""
+    gen = torch.Generator().manual_seed(cfg.eval_seed)
+    B, T = cfg.train.batch_size, cfg.data.block_size
+    return [val_stream.get_batch(val_stream.sample_positions(B, T, gen), T) for _ in range(cfg.eval_batches)]
+
+
 def build_data(cfg: LMRunConfig):
     """(tokenizer, train stream, val stream) for a config."""
     text = load_text(cfg.data.corpus)
@@ -223,8 +231,7 @@ def train_lm(
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
         opt = make_optimizer(decay_groups(raw), tc)
 
-        eval_gen = torch.Generator().manual_seed(cfg.eval_seed)
-        windows = [val_stream.get_batch(val_stream.sample_positions(B, T, eval_gen), T) for _ in range(cfg.eval_batches)]
+        windows = validation_windows(cfg, val_stream)
         n_val_tokens = val_stream.n_tokens
         tokens_per_byte = n_val_tokens / _tokenizer_bytes(tokenizer, val_stream.tokens)
 
