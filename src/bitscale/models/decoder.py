@@ -35,9 +35,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import BaseModel, Field, model_validator
+from torch import Tensor
 
 from ..limits import MAX_DEPTH, MAX_SAMPLES, MAX_WIDTH, STRICT
-from torch import Tensor
 
 from ..nn import BitLinear
 from ..quant import QuantConfig, resolve_config
@@ -118,11 +118,18 @@ class CausalSelfAttention(nn.Module):
         lin = lambda: BitLinear(d, d, bias=False, quant=cfg.quant_config, norm=cfg.recipe, **kw)  # noqa: E731
         self.q_proj, self.k_proj, self.v_proj, self.o_proj = lin(), lin(), lin(), lin()
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: "KVCache | None" = None, layer: int = 0) -> Tensor:
         B, T, C = x.shape
         heads = lambda t: t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # noqa: E731
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:  # attend over every position cached so far plus these T
+            start = cache.length
+            k, v = cache.append(layer, k, v)
+            # Query t (at position start + t) sees keys 0 .. start + t: causal within the new block only.
+            mask = None if T == 1 else torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
         if q.device.type == "cpu" and q.dtype.itemsize < 4:
             # Under CPU autocast: attention in fp32, whose backward is faster than bf16's on a CPU
             # (benchmarks/lm_throughput.py); the result goes back to the autocast dtype.
@@ -155,9 +162,37 @@ class Block(nn.Module):
         self.attn_norm, self.attn = make_norm(), CausalSelfAttention(cfg, **kw)
         self.mlp_norm, self.mlp = make_norm(), FeedForward(cfg, **kw)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        x = x + self.attn(self.attn_norm(x) if self.attn_norm is not None else x, cos, sin)
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: "KVCache | None" = None, layer: int = 0) -> Tensor:
+        x = x + self.attn(self.attn_norm(x) if self.attn_norm is not None else x, cos, sin, cache, layer)
         return x + self.mlp(self.mlp_norm(x) if self.mlp_norm is not None else x)
+
+
+class KVCache:
+    """Keys and values of every layer for the positions seen so far, preallocated to `max_len`:
+    `Decoder.step` appends the new positions' and attends over all of them, so a decode step costs one
+    token's projections instead of the whole context's (the llama.cpp-style loop)."""
+
+    def __init__(self, cfg: DecoderConfig, batch: int, max_len: int, *, device=None, dtype=torch.float32) -> None:
+        if not 1 <= max_len <= cfg.block_size:
+            raise ValueError(f"max_len must be in [1, block_size = {cfg.block_size}], got {max_len}")
+        shape = (cfg.n_layer, batch, cfg.n_head, max_len, cfg.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length, self.max_len, self._written = 0, max_len, 0
+
+    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store k, v (B, H, T, hd) after the cached positions; return the keys and values so far."""
+        end = self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache full: {end} positions > max_len {self.max_len}")
+        self.k[layer, :, :, self.length : end] = k
+        self.v[layer, :, :, self.length : end] = v
+        self._written = end
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self) -> None:
+        """Count the positions every layer has now appended (called once per step, after all layers)."""
+        self.length = self._written
 
 
 class Decoder(nn.Module):
@@ -234,6 +269,26 @@ class Decoder(nn.Module):
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
         return logits, loss
 
+    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
+        """An empty KV cache for `batch` sequences of up to `max_len` (default block_size) positions."""
+        w = self.tok_emb.weight
+        return KVCache(self.cfg, batch, max_len or self.cfg.block_size, device=w.device, dtype=w.dtype)
+
+    def step(self, idx: Tensor, cache: KVCache) -> Tensor:
+        """Logits (B, T, vocab) of the tokens idx (B, T) at positions cache.length ..., attending over the
+        cache, which they are appended to. A prompt is one step of its length (prefill), then one token
+        per step (decode); the logits equal the full forward pass's at those positions up to float
+        summation order."""
+        T, start = idx.shape[1], cache.length
+        if start + T > cache.max_len:
+            raise ValueError(f"KV cache full: {start + T} positions > max_len {cache.max_len}")
+        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        x = self.tok_emb(idx)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache, i)
+        cache.advance()
+        return self.head(self.norm(x))
+
     @torch.no_grad()
     def generate(
         self,
@@ -243,11 +298,21 @@ class Decoder(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        use_cache: bool = False,
     ) -> Tensor:
         """Append `max_new_tokens` sampled tokens to idx (B, T); the context is cropped to block_size.
-        temperature <= 0 picks the argmax; top_k keeps the k most likely tokens."""
+        temperature <= 0 picks the argmax; top_k keeps the k most likely tokens. `use_cache`: prefill the
+        prompt once and decode one token per step with a KV cache (`step`), while the whole sequence
+        fits in block_size (the cache cannot slide: past it, each step recomputes the cropped context)."""
+        cache = self.new_cache(idx.shape[0]) if use_cache and idx.shape[1] < self.cfg.block_size else None
+        pending = idx
         for _ in range(max_new_tokens):
-            logits, _ = self(idx[:, -self.cfg.block_size :])
+            if cache is not None and cache.length + pending.shape[1] > cache.max_len:
+                cache = None
+            if cache is not None:
+                logits = self.step(pending, cache)
+            else:
+                logits, _ = self(idx[:, -self.cfg.block_size :])
             logits = logits[:, -1, :].float()
             if temperature <= 0:
                 nxt = logits.argmax(-1, keepdim=True)
@@ -257,7 +322,8 @@ class Decoder(nn.Module):
                     kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
                     logits = logits.masked_fill(logits < kth, float("-inf"))
                 nxt = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
-            idx = torch.cat((idx, nxt.to(idx.dtype)), dim=1)
+            pending = nxt.to(idx.dtype)
+            idx = torch.cat((idx, pending), dim=1)
         return idx
 
     def num_params(self, non_embedding: bool = True) -> int:
