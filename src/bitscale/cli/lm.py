@@ -109,31 +109,13 @@ def _random_decoder(spec: str, seed: int):
     return Decoder(cfg, seed=seed).eval(), ByteTokenizer()
 
 
-def _dense_fp32(model):
-    """The same model as plain fp32 inference: every BitLinear holds its dequantized weight Q(W) and
-    multiplies with F.linear (its RMSNorm kept, activations not quantized): the dense baseline."""
-    import copy
-
-    import torch
-
-    from ..nn import BitLinear
-
-    dense = copy.deepcopy(model)
-    with torch.no_grad():
-        for layer in dense.modules():
-            if isinstance(layer, BitLinear):
-                layer.weight.copy_(layer.quantized_weight())
-    from ..nn import quantize_
-
-    return quantize_(dense, "fp32").eval()
-
-
 def _generate_packed(model, tokenizer, prompt: str, kw: dict) -> None:
     """Generate with the fp32 fake-quant model and with its packed copy; print the packed text and both rates."""
     import copy
     import time
 
     from ..nn.packed import pack, packed_layers, skipped_layers
+    from ..nn.quantize import dequantized_copy
     from ..train.lm import generate_text
 
     packed_model = pack(copy.deepcopy(model))
@@ -142,7 +124,7 @@ def _generate_packed(model, tokenizer, prompt: str, kw: dict) -> None:
         fail(f"--packed: nothing to pack in this model ({'; '.join(reasons)})")
     for layer in packed_layers(packed_model).values():
         layer.prepare()
-    models = {"fp32": _dense_fp32(model), "fake-quant": model, "packed": packed_model}
+    models = {"fp32": dequantized_copy(model), "fake-quant": model, "packed": packed_model}
     for m in models.values():  # first-call costs (kernel compilation, thread pools, allocator) outside the timing
         generate_text(m, tokenizer, prompt, **{**kw, "max_new_tokens": min(2, kw["max_new_tokens"])})
     rates, texts = {}, {}

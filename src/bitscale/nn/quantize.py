@@ -51,3 +51,19 @@ def quantize_(
         return module
 
     return convert(model, "")
+
+
+def dequantized_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model` for plain dense inference, the baseline a packed model is measured against:
+    every BitLinear holds its dequantized weight Q(W) and multiplies with F.linear (its RMSNorm kept,
+    activations not quantized). Cast it (`.to(torch.bfloat16)`) for a bf16 baseline."""
+    import copy
+
+    import torch
+
+    dense = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in dense.modules():
+            if isinstance(layer, BitLinear):
+                layer.weight.copy_(layer.quantized_weight())
+    return quantize_(dense, "fp32").eval()
