@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/catch_up_fit.py
 	$(PY) benchmarks/packed_kernels.py
 	$(PY) benchmarks/lm_throughput.py
+	$(PY) benchmarks/module_overhead.py
 	$(PY) benchmarks/decode.py --shape small
 
 clean:

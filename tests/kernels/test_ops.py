@@ -257,3 +257,21 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "ok" in done.stdout
+
+
+def test_the_fused_int8_path_equals_the_torch_operations_bit_for_bit():
+    """packed_linear's fused numba path (quantize + pad, kernel, scales) against the same steps in torch."""
+    pytest.importorskip("numba")
+    from bitscale.kernels.ops import int_matmul, packed_linear, prepare_weights, quantize_activations_int8
+
+    gen = torch.Generator().manual_seed(0)
+    for out_f, in_f in ((256, 300), (33, 77), (64, 1024)):
+        codes_w = torch.randint(-1, 2, (out_f, in_f), generator=gen, dtype=torch.int8)
+        w = prepare_weights(codes_w, "ternary")
+        for scale in (torch.tensor(0.37), torch.rand(out_f, generator=gen) + 0.1):
+            for rows in (1, 3, 17):
+                x = torch.randn(rows, in_f, generator=gen) * 3
+                fused = packed_linear(x, w, scale, act="int8", eps=1e-5, backend="numba")
+                codes, s = quantize_activations_int8(x, 1e-5)
+                expected = int_matmul(codes, w, backend="numba").to(torch.float32).div_(s[:, None]).mul_(scale)
+                assert torch.equal(fused, expected), (out_f, in_f, rows, scale.dim())

@@ -290,6 +290,48 @@ def _xnor_driver(w, a, out, in_features, block_out, chunk):
                 out[r, o] = in_features - 2 * out[r, o]
 
 
+# Row-wise work on a few rows (a decode step's activations): threads would cost more than they save.
+_JIT_SERIAL = dict(parallel=False, fastmath=False, cache=_CACHE, nogil=True)
+
+
+@njit(**_JIT_SERIAL)
+def quantize_pad_int8(x, width, eps):
+    """(int8 codes (rows, width), float32 scales (rows,)) of float32 x (rows, in): per-row absmax codes
+    round(x * s), s = 127 / max(max|x|, eps), zero-padded to `width`. The same float32 operations, in the
+    same order, as `bitscale.kernels.ops.quantize_activations_int8` followed by `layout.pad_activations`,
+    so the codes are identical; one pass instead of six torch ops and an allocation per call."""
+    rows, n = x.shape
+    codes = np.zeros((rows, width), np.int8)
+    scales = np.empty(rows, np.float32)
+    for r in range(rows):
+        m = np.float32(0)
+        for j in range(n):
+            a = abs(x[r, j])
+            if a > m:
+                m = a
+        if m < eps:
+            m = eps
+        s = (np.float32(1) / m) * np.float32(127)  # torch's 127 / t is reciprocal(t) * 127: the same rounding
+        scales[r] = s
+        for j in range(n):
+            v = np.rint(x[r, j] * s)
+            codes[r, j] = np.int8(min(max(v, np.float32(-128)), np.float32(127)))
+    return codes, scales
+
+
+@njit(**_JIT_SERIAL)
+def scale_rows(acc, act_scale, weight_scale):
+    """float32 (rows, out) = float32(acc) / act_scale[row] * weight_scale[out] (weight_scale of length 1
+    or out): the float32 operations of `bitscale.kernels.ops.packed_linear`'s int8 path, in its order."""
+    rows, n_out = acc.shape
+    y = np.empty((rows, n_out), np.float32)
+    per_channel = weight_scale.shape[0] > 1
+    for r in range(rows):
+        for o in range(n_out):
+            y[r, o] = (np.float32(acc[r, o]) / act_scale[r]) * weight_scale[o if per_channel else 0]
+    return y
+
+
 @njit(**_JIT)
 def stream_sum(buf):
     """Sum of a uint64 buffer over all threads: the memory-bandwidth probe of the benchmark."""

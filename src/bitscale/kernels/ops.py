@@ -260,7 +260,16 @@ def packed_linear(
     lead = x.shape[:-1]
     with torch.no_grad():
         rows = x.detach().reshape(-1, w.in_features)
-        if act == "int8":
+        if act == "int8" and rows.dtype == torch.float32 and (cpu := resolve_backend(backend, rows, w.packed)):
+            # The fused path (the same codes and float32 operations as below, without their torch calls):
+            # at a decode step's single row the calls around the kernel cost more than the kernel.
+            import numpy as np
+
+            padded, act_scale = cpu.quantize_pad_int8(rows.contiguous().numpy(),
+                                                      layout.padded_in_features(w.in_features, w.kind), np.float32(eps))
+            acc = cpu.int8_matmul(w.packed.numpy(), padded, layout.BITS[w.kind])
+            y = torch.from_numpy(cpu.scale_rows(acc, act_scale, scale.reshape(-1).contiguous().numpy()))
+        elif act == "int8":
             codes, act_scale = quantize_activations_int8(rows, eps)
             acc = int_matmul(codes, w, backend=backend)
             y = acc.to(torch.float32).div_(act_scale[:, None]).mul_(scale)
