@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -263,8 +264,6 @@ def packed_linear(
         if act == "int8" and rows.dtype == torch.float32 and (cpu := resolve_backend(backend, rows, w.packed)):
             # The fused path (the same codes and float32 operations as below, without their torch calls):
             # at a decode step's single row the calls around the kernel cost more than the kernel.
-            import numpy as np
-
             padded, act_scale = cpu.quantize_pad_int8(rows.contiguous().numpy(),
                                                       layout.padded_in_features(w.in_features, w.kind), np.float32(eps))
             acc = cpu.int8_matmul(w.packed.numpy(), padded, layout.BITS[w.kind])
