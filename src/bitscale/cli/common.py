@@ -45,6 +45,23 @@ def load_config(path: Path, model: type):
         fail(format_validation_error(e, str(path)))
 
 
+def load_lm_run(run_dir: Path, hint: str = ""):
+    """(model, tokenizer, LMRunConfig) of an LM run directory (`bitscale lm --out`); every failure is one
+    error line naming the directory (`hint`: how to install a missing package)."""
+    from ..train import format_validation_error
+    from ..train.lm_files import load_lm
+
+    try:
+        return load_lm(run_dir)
+    except ValidationError as e:
+        fail(format_validation_error(e, f"{run_dir}/config.json"))
+    except (ValueError, OSError) as e:
+        text = " ".join(str(e).split())
+        fail(text if text.startswith(str(run_dir)) else f"{run_dir}: {text}")
+    except ImportError as e:  # a BPE run without `tokenizers`
+        fail(f"{run_dir}: {e}" + (f": {hint}" if hint else ""))
+
+
 def load_run_config(path: Path):
     from ..train import RunConfig
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 
-from .common import app, console, fail
+from .common import app, console, fail, load_lm_run
 
 GGUF_HINT = "pip install 'bitscale[gguf]'"
 
@@ -45,7 +44,6 @@ def export_gguf_command(
 ) -> None:
     """Export a BitNet b1.58 LM to GGUF (llama.cpp's bitnet architecture, ternary TQ1_0 / TQ2_0 tensors)."""
     from ..atomic import check_output
-    from ..train.lm_files import load_lm
 
     try:
         from ..interop.gguf_export import write_gguf
@@ -53,12 +51,7 @@ def export_gguf_command(
     except ImportError as e:  # pragma: no cover - exercised only without the extra
         fail(f"export-gguf needs the gguf package ({e}): {GGUF_HINT}")
     check_output(out, inputs=[run_dir / name for name in ("config.json", "model.safetensors", "tokenizer.json")])
-    try:
-        model, tokenizer, cfg = load_lm(run_dir)
-    except (ValueError, ValidationError, OSError) as e:
-        fail(f"{run_dir}: {' '.join(str(e).split())}")
-    except ImportError as e:  # a BPE run without `tokenizers`
-        fail(f"{run_dir}: {e}")
+    model, tokenizer, cfg = load_lm_run(run_dir)
     try:
         write_gguf(model, out, tokenizer, ternary_type=type, merge_norms=merge_norms)
     except ValueError as e:

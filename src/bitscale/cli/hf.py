@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 
-from .common import app, console, fail
+from .common import app, console, fail, load_lm_run
 
 HF_HINT = "pip install 'bitscale[hf]'"
 
@@ -18,24 +17,17 @@ def export_hf_command(
     out_dir: Path = typer.Argument(..., help="directory for config.json and model.safetensors (transformers BitNet)"),
 ) -> None:
     """Export a trained BitNet b1.58 LM for transformers' AutoModelForCausalLM (Llama + BitNet quantization)."""
+    from ..atomic import check_output
+
     try:
         import safetensors  # noqa: F401
         import transformers  # noqa: F401
 
-        from ..atomic import check_directory_target
         from ..interop.hf import export_hf
-        from ..train.lm_files import load_lm
     except ImportError as e:
         fail(f"export-hf needs transformers and safetensors ({e}): {HF_HINT}")
-    check_directory_target(out_dir)
-    if out_dir.exists() and run_dir.exists() and out_dir.resolve() == run_dir.resolve():
-        fail(f"{out_dir}: is also the run directory being exported; write the export elsewhere")
-    try:
-        model, tokenizer, _ = load_lm(run_dir)
-    except (ValueError, ValidationError, OSError) as e:
-        fail(f"{run_dir}: {str(e).splitlines()[0]}")
-    except ImportError as e:  # a BPE run without `tokenizers`
-        fail(f"{run_dir}: {e}: {HF_HINT}")
+    check_output(out_dir, inputs=[run_dir], directory=True)
+    model, tokenizer, _ = load_lm_run(run_dir, HF_HINT)
     try:
         out = export_hf(model, out_dir, tokenizer)
     except ValueError as e:

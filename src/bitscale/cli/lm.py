@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from pydantic import ValidationError
 
-from .common import app, console, fail, load_config, progress_bar
+from .common import app, console, fail, load_config, load_lm_run, progress_bar
 
 
 def _load_lm_config(path: Path):
@@ -73,17 +72,14 @@ def generate_command(
     ),
 ) -> None:
     """Sample a continuation of --prompt from a trained LM and print it."""
-    from ..train.lm import generate_text, load_lm
+    from ..train.lm import generate_text
 
     if (ckpt is None) == (random_decoder is None):
         fail("give an LM run directory or --random-decoder LAYERSxWIDTH (one of them)")
     if random_decoder is not None:
         model, tokenizer = _random_decoder(random_decoder, seed)
     else:
-        try:
-            model, tokenizer, _ = load_lm(ckpt)
-        except (ValueError, ImportError, ValidationError) as e:
-            fail(str(e).splitlines()[0])
+        model, tokenizer, _ = load_lm_run(ckpt)
     kw = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
     if not packed:
         typer.echo(generate_text(model, tokenizer, prompt, **kw))
