@@ -78,3 +78,9 @@ def test_an_output_that_is_an_input_is_refused_also_through_a_hard_link(tmp_path
         check_output(hard, inputs=[source])
     assert check_output(tmp_path / "out.bin", inputs=[source]) == Path(tmp_path / "out.bin")
     assert source.read_bytes() == b"weights"
+
+
+def test_a_directory_target_below_a_file_is_refused_in_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UnsafeTargetError, match="a parent of this path is not a directory"):
+        check_directory_target(tmp_path / "file" / "out")

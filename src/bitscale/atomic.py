@@ -35,16 +35,21 @@ def file_kind(mode: int) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file"
 
 
+def _existing_mode(path: Path) -> int | None:
+    """lstat's mode of `path`, or None when nothing is there (a link is not followed)."""
+    try:
+        return os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        raise UnsafeTargetError(f"{path}: a parent of this path is not a directory") from None
+
+
 def check_target(path: "str | Path") -> Path:
     """`path` as a Path when it is a new name or an existing regular file; UnsafeTargetError otherwise."""
     path = Path(path)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return path
-    except NotADirectoryError:
-        raise UnsafeTargetError(f"{path}: a parent of this path is not a directory") from None
-    what = file_kind(st.st_mode)
+    mode = _existing_mode(path)
+    what = None if mode is None else file_kind(mode)
     if what is not None:
         hint = "; write to the file it points to, or to a new name" if what == "a symbolic link" else ""
         raise UnsafeTargetError(f"{path}: is {what}, not a regular file{hint}")
@@ -54,12 +59,9 @@ def check_target(path: "str | Path") -> Path:
 def check_directory_target(path: "str | Path") -> Path:
     """`path` as a Path when it is a new name or an existing directory (not a link to one)."""
     path = Path(path)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return path
-    if not stat.S_ISDIR(st.st_mode):
-        raise UnsafeTargetError(f"{path}: is {file_kind(st.st_mode) or 'a regular file'}, expected a directory or a new name")
+    mode = _existing_mode(path)
+    if mode is not None and not stat.S_ISDIR(mode):
+        raise UnsafeTargetError(f"{path}: is {file_kind(mode) or 'a regular file'}, expected a directory or a new name")
     return path
 
 
