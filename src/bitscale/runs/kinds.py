@@ -54,8 +54,8 @@ class RunKind:
     load_dir: Callable[[Path], "LoadedRun"]  # a run directory -> its model (eval mode, CPU) and config
     # (directory, model, config, result, tokenizer) -> the directory: what load_dir reads back
     save_dir: Callable[..., Path]
-    # config -> an estimate of the bytes training it holds at its peak (`check_fits`)
-    memory_bytes: Callable[[Any], int] = lambda config: 0
+    # config -> bytes of data and activations training holds at its peak, parameters aside (`memory_bytes`)
+    activation_bytes: Callable[[Any], int] = lambda config: 0
     compiles: bool = False  # whether `compile = true` (torch.compile of the model's blocks) applies
     # whether samples are tokens of a fixed text budget, so that tokens per parameter (D/N) says
     # whether a model is undertrained (the report's check on fixed-D sweeps)
@@ -65,10 +65,19 @@ class RunKind:
         """Samples seen in training (LM: tokens): steps x samples per step."""
         return config.train.steps * self.samples_per_step(config)
 
-    def check_fits(self, config: Any, what: str, available: int | None = None) -> None:
+    def memory_bytes(self, config: Any, n_params: int | None = None) -> int:
+        """An estimate of the bytes training `config` holds at its peak: its parameters x 24 B (fp32 latent
+        weight, gradient, two optimizer moments, the quantized copy, a spare) plus `activation_bytes`.
+        `n_params`: the parameter count when the caller has it (the sweep's accounting), else counted
+        on the skeleton."""
+        if n_params is None:
+            n_params = sum(p.numel() for p in {id(p): p for p in self.skeleton(config).parameters()}.values())
+        return _BYTES_PER_PARAM * n_params + self.activation_bytes(config)
+
+    def check_fits(self, config: Any, what: str, available: int | None = None, n_params: int | None = None) -> None:
         """MemoryLimitError (one line, with the estimate) when training `config` would need more memory
         than is available (`bitscale.limits.check_memory`); called before anything is allocated."""
-        check_memory(self.memory_bytes(config), what, available)
+        check_memory(self.memory_bytes(config, n_params), what, available)
 
 
 @dataclass(frozen=True)
@@ -103,33 +112,27 @@ def _regression_skeleton(config: RunConfig) -> nn.Module:
         return build_model(config.model, config.task.d, config.train.seed)
 
 
-def _numel(model: nn.Module) -> int:
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
 # Bytes per parameter while training: the fp32 latent weight, its gradient, two optimizer moments, the
 # quantized copy the forward pass uses and a spare (grad-clip and update temporaries).
 _BYTES_PER_PARAM = 6 * 4
 
 
-def _regression_memory(config: RunConfig) -> int:
-    """Parameters x 24 B, the data (n_train + n_test rows of d inputs and a target) and the activations of
-    the largest forward pass (evaluation runs on the whole train or test set): about 4 fp32 tensors of
-    rows x width per hidden layer (pre-activation, activation, its quantized form, its gradient)."""
+def _regression_activations(config: RunConfig) -> int:
+    """The data (n_train + n_test rows of d inputs and a target) and the activations of the largest forward
+    pass (evaluation runs on the whole train or test set): about 4 fp32 tensors of rows x width per hidden
+    layer (pre-activation, activation, its quantized form, its gradient)."""
     t, m = config.task, config.model
     rows = max(t.n_train, t.n_test)
-    return (_BYTES_PER_PARAM * _numel(_regression_skeleton(config)) + 4 * (t.n_train + t.n_test) * (t.d + 1)
-            + 4 * 4 * rows * (m.width * m.depth + t.d))
+    return 4 * (t.n_train + t.n_test) * (t.d + 1) + 4 * 4 * rows * (m.width * m.depth + t.d)
 
 
-def _lm_memory(config: LMRunConfig) -> int:
-    """Parameters x 24 B and the activations a step keeps for its backward pass: per token and layer
-    about 16 fp32 vectors of d_model and 3 of d_ff (norms, projections, attention, the MLP), and the
-    logits with their softmax and gradient (3 x vocab)."""
+def _lm_activations(config: LMRunConfig) -> int:
+    """The activations a step keeps for its backward pass: per token and layer about 16 fp32 vectors of
+    d_model and 3 of d_ff (norms, projections, attention, the MLP), and the logits with their softmax and
+    gradient (3 x vocab)."""
     m = config.model
     tokens = config.train.batch_size * config.data.block_size
-    per_token = m.n_layer * (16 * m.d_model + 3 * m.ff_dim) + 3 * m.vocab_size
-    return _BYTES_PER_PARAM * _numel(Decoder(m, device="meta")) + 4 * tokens * per_token
+    return 4 * tokens * (m.n_layer * (16 * m.d_model + 3 * m.ff_dim) + 3 * m.vocab_size)
 
 
 def _regression_samples(config: RunConfig) -> int:
@@ -196,14 +199,14 @@ KINDS: dict[str, RunKind] = {
         "regression", RunConfig, skeleton=_regression_skeleton, samples_per_step=_regression_samples,
         default_size="model.width", train=_train_regression, aliases=REGRESSION_ALIASES,
         example_keys="model.width, task.n_train", summary=_regression_summary, test_loss_note="",
-        load_dir=_load_regression, save_dir=_save_regression, memory_bytes=_regression_memory,
+        load_dir=_load_regression, save_dir=_save_regression, activation_bytes=_regression_activations,
     ),
     "lm": RunKind(
         "lm", LMRunConfig, skeleton=lambda c: Decoder(c.model, device="meta"), samples_per_step=_lm_samples,
         default_size="model.d_model", train=_train_lm, aliases=LM_ALIASES,
         example_keys="model.d_model, data.corpus", summary=_lm_summary,
         test_loss_note="an LM run's test loss is its validation loss",
-        load_dir=_load_lm, save_dir=_save_lm, memory_bytes=_lm_memory, compiles=True, samples_are_tokens=True,
+        load_dir=_load_lm, save_dir=_save_lm, activation_bytes=_lm_activations, compiles=True, samples_are_tokens=True,
     ),
 }
 

@@ -150,14 +150,14 @@ def run_sweep(
     """
     name = sweep.name or "sweep"
     work = workdir_of(store_path)
-    for spec in specs:  # a run that cannot fit in memory is refused before anything is written
-        try:
-            kind_for(spec.config).check_fits(spec.config, f"{name}: run {spec.id}")
-        except MemoryLimitError as e:
-            raise SweepError(str(e)) from None
     # Accounted before the store is touched, so that the sweep and its queued runs are written back to back.
     rows = [{"id": spec.id, "config": spec.config.model_dump(mode="json"), **account(spec.config).to_dict()}
             for spec in specs]
+    for spec, row in zip(specs, rows):  # a run that cannot fit in memory is refused before anything is written
+        try:
+            kind_for(spec.config).check_fits(spec.config, f"{name}: run {spec.id}", n_params=row["n_params"])
+        except MemoryLimitError as e:
+            raise SweepError(str(e)) from None
     validate_store(store_path)  # a file that is not a store (or a FIFO, ...) is refused before its lock file is made
     with StoreLock(store_path), Store(store_path) as store:
         store.add_sweep(name, sweep.model_dump(mode="json"))
