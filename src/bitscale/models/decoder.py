@@ -178,21 +178,17 @@ class KVCache:
         shape = (cfg.n_layer, batch, cfg.n_head, max_len, cfg.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.length, self.max_len, self._written = 0, max_len, 0
+        self.length, self.max_len = 0, max_len  # `length`: positions of every layer stored so far
 
     def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Store k, v (B, H, T, hd) after the cached positions; return the keys and values so far."""
+        """Store k, v (B, H, T, hd) after the cached positions; return the keys and values so far.
+        `Decoder.step` advances `length` once all layers have appended."""
         end = self.length + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache full: {end} positions > max_len {self.max_len}")
         self.k[layer, :, :, self.length : end] = k
         self.v[layer, :, :, self.length : end] = v
-        self._written = end
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
-
-    def advance(self) -> None:
-        """Count the positions every layer has now appended (called once per step, after all layers)."""
-        self.length = self._written
 
 
 class Decoder(nn.Module):
@@ -286,7 +282,7 @@ class Decoder(nn.Module):
         x = self.tok_emb(idx)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, cache, i)
-        cache.advance()
+        cache.length = start + T
         return self.head(self.norm(x))
 
     @torch.no_grad()
