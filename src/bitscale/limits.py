@@ -53,11 +53,13 @@ def available_memory() -> int | None:
 
 
 def format_bytes(n: float) -> str:
+    """`n` bytes in the largest binary unit below 1024 of it (PiB at most), 3 significant digits."""
+    unit = "B"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.3g} {unit}"
+            break
         n /= 1024
-    return f"{n:.3g} PiB"  # pragma: no cover
+    return f"{n:.3g} {unit}"
 
 
 class InputFileError(ValueError):
@@ -84,7 +86,7 @@ def toml_depth(data: Any) -> int:
 
 
 def read_toml(path: "str | Path") -> dict[str, Any]:
-    """The TOML document at `path` as a dict; SweepError with one line "PATH: ..." for a missing or
+    """The TOML document at `path` as a dict; InputFileError with one line "PATH: ..." for a missing or
     unreadable file, text that is not UTF-8, invalid TOML, or a document nested more than
     MAX_TOML_DEPTH levels deep (tomllib recurses once per level: a deep enough `a = [[[...]]]` would
     otherwise end in a RecursionError, and validation recurses the same way). The one TOML reader of
@@ -107,9 +109,10 @@ def read_toml(path: "str | Path") -> dict[str, Any]:
         raise InputFileError(f"{path}: invalid TOML: {' '.join(str(e).split())}") from None
     except RecursionError:
         raise InputFileError(f"{path}: TOML nested too deeply (at most {MAX_TOML_DEPTH} levels of tables and arrays)") from None
-    if toml_depth(data) > MAX_TOML_DEPTH:
-        raise InputFileError(f"{path}: TOML nested too deeply ({toml_depth(data)} levels of tables and arrays; "
-                         f"at most {MAX_TOML_DEPTH})")
+    depth = toml_depth(data)
+    if depth > MAX_TOML_DEPTH:
+        raise InputFileError(f"{path}: TOML nested too deeply ({depth} levels of tables and arrays; "
+                             f"at most {MAX_TOML_DEPTH})")
     return data
 
 
