@@ -67,8 +67,8 @@ def shared_gains(model: Decoder, merge_norms: bool = False) -> dict[tuple[int, s
     for i, block in enumerate(model.blocks):
         for norm, layers in NORMS:
             values = [_f32(block.get_submodule(path).norm.weight) for path in layers]
-            if any(not np.array_equal(values[0], v) for v in values[1:]) and not merge_norms:
-                differing = next(path for path, v in zip(layers, values) if not np.array_equal(values[0], v))
+            differing = next((p for p, v in zip(layers[1:], values[1:]) if not np.array_equal(values[0], v)), None)
+            if differing is not None and not merge_norms:
                 raise ValueError(
                     f"blocks.{i}.{differing}.norm.weight differs from blocks.{i}.{layers[0]}.norm.weight; "
                     f"llama.cpp's {norm} is one gain for {', '.join(p.split('.')[-1] for p in layers)}: "
