@@ -275,3 +275,43 @@ def test_the_fused_int8_path_equals_the_torch_operations_bit_for_bit():
                 codes, s = quantize_activations_int8(x, 1e-5)
                 expected = int_matmul(codes, w, backend="numba").to(torch.float32).div_(s[:, None]).mul_(scale)
                 assert torch.equal(fused, expected), (out_f, in_f, rows, scale.dim())
+
+
+def test_a_prepared_linear_with_norm_and_bias_matches_the_torch_path():
+    """The one-call numba forward (RMSNorm, quantization, kernel, scales, bias) against the torch
+    operations of the same layer, at GEMV and GEMM row counts, through any leading dims and strides."""
+    pytest.importorskip("numba")
+    from bitscale.kernels.ops import prepare_linear, prepare_weights
+
+    gen = torch.Generator().manual_seed(1)
+    for out_f, in_f in ((64, 300), (33, 1024)):
+        w = prepare_weights(torch.randint(-1, 2, (out_f, in_f), generator=gen, dtype=torch.int8), "ternary")
+        gain, bias = torch.rand(in_f, generator=gen) + 0.5, torch.randn(out_f, generator=gen)
+        for scale in (torch.tensor(0.37), torch.rand(out_f, generator=gen) + 0.1):
+            kw = dict(act="int8", eps=1e-5, norm_weight=gain, norm_eps=1e-6, bias=bias)
+            fast, slow = prepare_linear(w, scale, backend="numba", **kw), prepare_linear(w, scale, backend="reference", **kw)
+            assert fast._np is not None and slow._np is None
+            for shape in ((1, in_f), (3, in_f), (2, 9, in_f)):
+                x = torch.randn(*shape, generator=gen) * 3
+                got, want = fast(x), slow(x)
+                assert got.shape == want.shape == (*shape[:-1], out_f)
+                # The norm's sum runs in another order than torch's: a code can flip at a rounding tie.
+                torch.testing.assert_close(got, want, rtol=0, atol=2e-2 * float(scale.max()) * 3)
+                assert (got - want).abs().gt(1e-4).float().mean() < 0.05
+            x = torch.randn(in_f, 5, generator=gen).T  # a non-contiguous input
+            torch.testing.assert_close(fast(x), fast(x.contiguous()), rtol=0, atol=0)
+
+
+def test_a_prepared_linear_refuses_bad_input_in_one_line():
+    from bitscale.kernels.ops import prepare_linear, prepare_weights
+
+    w = prepare_weights(torch.ones(4, 8, dtype=torch.int8), "ternary")
+    with pytest.raises(ValueError, match="norm_weight: expected a tensor of shape"):
+        prepare_linear(w, 1.0, norm_weight=torch.ones(7))
+    with pytest.raises(ValueError, match="bias: expected a tensor of shape"):
+        prepare_linear(w, 1.0, bias=torch.ones(8))
+    layer = prepare_linear(w, 1.0)
+    with pytest.raises(ValueError, match="does not match in_features 8"):
+        layer(torch.ones(2, 7))
+    with pytest.raises(ValueError, match="floating-point"):
+        layer(torch.ones(2, 8, dtype=torch.int64))

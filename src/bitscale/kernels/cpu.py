@@ -34,7 +34,7 @@ import numba
 import numpy as np
 from llvmlite import binding as llvm_binding
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import carray, njit, prange, types
 from numba.core import cgutils, config
 from numba.extending import intrinsic
 
@@ -205,15 +205,42 @@ _x41, _x14, _x11 = _xnor_kernel(4, 1), _xnor_kernel(1, 4), _xnor_kernel(1, 1)
 # -- drivers -------------------------------------------------------------------------------------------------
 
 
+@njit(cache=_CACHE, nogil=True)
+def _int8_block(wa, xa, oa, n_out, q, rows, width, o0, o1, bits, chunk):
+    """Raw sums of weight rows o0..o1 against every activation row into the int32 output at oa (the
+    module docstring's tiling: chunks of `chunk` row bytes, groups of 4 activation rows, then the rest)."""
+    for k0 in range(0, q, chunk):
+        n = min(chunk, q - k0)
+        r = 0
+        while r + 4 <= rows:
+            for o in range(o0, o1):
+                if bits == 2:
+                    _t14(wa + o * q + k0, 0, xa + r * width + k0, width, q, n, oa + (r * n_out + o) * 4, 0, n_out)
+                else:
+                    _b14(wa + o * q + k0, 0, xa + r * width + k0, width, q, n, oa + (r * n_out + o) * 4, 0, n_out)
+            r += 4
+        for rr in range(r, rows):
+            o = o0
+            while o + 4 <= o1:
+                if bits == 2:
+                    _t41(wa + o * q + k0, q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 1, 0)
+                else:
+                    _b41(wa + o * q + k0, q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 1, 0)
+                o += 4
+            while o < o1:
+                if bits == 2:
+                    _t11(wa + o * q + k0, 0, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 0, 0)
+                else:
+                    _b11(wa + o * q + k0, 0, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 0, 0)
+                o += 1
+
+
 @njit(**_JIT)
 def _int8_driver(w, x, out, bits, block_out, chunk):
     """out (rows, O) int32, zeroed: out = x . W over the layout (see module docstring). w (O, Q) uint8,
     x (rows, P Q) int8 zero-padded, both C-contiguous; bits 2 (ternary) or 1 (binary)."""
     n_out, q = w.shape
     rows, width = x.shape
-    wa = w.ctypes.data
-    xa = x.ctypes.data
-    oa = out.ctypes.data
     xsum = np.empty(rows, np.int32)
     for r in prange(rows):
         s = 0
@@ -224,30 +251,7 @@ def _int8_driver(w, x, out, bits, block_out, chunk):
     for blk in prange(n_blocks):
         o0 = blk * block_out
         o1 = min(n_out, o0 + block_out)
-        for k0 in range(0, q, chunk):
-            n = min(chunk, q - k0)
-            r = 0
-            while r + 4 <= rows:
-                for o in range(o0, o1):
-                    if bits == 2:
-                        _t14(wa + o * q + k0, 0, xa + r * width + k0, width, q, n, oa + (r * n_out + o) * 4, 0, n_out)
-                    else:
-                        _b14(wa + o * q + k0, 0, xa + r * width + k0, width, q, n, oa + (r * n_out + o) * 4, 0, n_out)
-                r += 4
-            for rr in range(r, rows):
-                o = o0
-                while o + 4 <= o1:
-                    if bits == 2:
-                        _t41(wa + o * q + k0, q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 1, 0)
-                    else:
-                        _b41(wa + o * q + k0, q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 1, 0)
-                    o += 4
-                while o < o1:
-                    if bits == 2:
-                        _t11(wa + o * q + k0, 0, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 0, 0)
-                    else:
-                        _b11(wa + o * q + k0, 0, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 0, 0)
-                    o += 1
+        _int8_block(w.ctypes.data, x.ctypes.data, out.ctypes.data, n_out, q, rows, width, o0, o1, bits, chunk)
         for r in range(rows):
             c = xsum[r]
             for o in range(o0, o1):
@@ -290,45 +294,138 @@ def _xnor_driver(w, a, out, in_features, block_out, chunk):
                 out[r, o] = in_features - 2 * out[r, o]
 
 
-# Row-wise work on a few rows (a decode step's activations): threads would cost more than they save.
-_JIT_SERIAL = dict(parallel=False, fastmath=False, cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True)
+def _quantize_row(x, r, norm_w, norm_eps, eps, codes, scales, xsum):
+    """Row r of x: v = RMSNorm(x[r]) (v = x[r] without a gain, norm_w of length 0), then the per-token
+    absmax int8 codes round(v * s), s = 127 / max(max|v|, eps), into codes[r] (already zero-padded), s into
+    scales[r] and the codes' sum into xsum[r].
+
+    Without a norm these are the float32 operations of `bitscale.kernels.ops.quantize_activations_int8`
+    in its order (torch's 127 / t is reciprocal(t) * 127), so the codes are identical. With one,
+    v_j = (x_j * g) * gain_j, g = 1 / sqrt(mean(x^2) + eps) as nn.RMSNorm computes it; mean(x^2) is summed
+    in float64 here, so v can differ from torch's in the last bit and a code flip at a rounding tie."""
+    n = x.shape[1]
+    n8 = n // 8 * 8
+    normed = norm_w.shape[0] > 0
+    g = np.float32(1)
+    if normed:
+        # 8 partial sums: without fastmath LLVM keeps a reduction's order, so one accumulator would run
+        # at one add per latency; this order is exact enough (float64) and 8 times faster.
+        part = np.zeros(8, np.float64)
+        for j in range(0, n8, 8):
+            for t in range(8):
+                v = np.float64(x[r, j + t])
+                part[t] += v * v
+        ss = 0.0
+        for j in range(n8, n):
+            v = np.float64(x[r, j])
+            ss += v * v
+        for t in range(8):
+            ss += part[t]
+        g = np.float32(1.0 / np.sqrt(ss / n + norm_eps))
+    peak = np.zeros(8, np.float32)  # partial maxima, for the same reason as the partial sums
+    for j in range(0, n8, 8):
+        for t in range(8):
+            v = (x[r, j + t] * g) * norm_w[j + t] if normed else x[r, j + t]
+            peak[t] = max(peak[t], abs(v))
+    m = np.float32(0)
+    for j in range(n8, n):
+        v = (x[r, j] * g) * norm_w[j] if normed else x[r, j]
+        m = max(m, abs(v))
+    for t in range(8):
+        m = max(m, peak[t])
+    if m < eps:
+        m = eps
+    s = (np.float32(1) / m) * np.float32(127)
+    scales[r] = s
+    total = 0
+    for j in range(n):
+        v = (x[r, j] * g) * norm_w[j] if normed else x[r, j]
+        c = np.int8(min(max(np.rint(v * s), np.float32(-128)), np.float32(127)))
+        codes[r, j] = c
+        total += c
+    xsum[r] = total
 
 
-@njit(**_JIT_SERIAL)
-def quantize_pad_int8(x, width, eps):
-    """(int8 codes (rows, width), float32 scales (rows,)) of float32 x (rows, in): per-row absmax codes
-    round(x * s), s = 127 / max(max|x|, eps), zero-padded to `width`. The same float32 operations, in the
-    same order, as `bitscale.kernels.ops.quantize_activations_int8` followed by `layout.pad_activations`,
-    so the codes are identical; one pass instead of six torch ops and an allocation per call."""
-    rows, n = x.shape
+@njit(**_JIT)
+def linear_int8_into(x, norm_w, norm_eps, w, bits, eps, weight_scale, bias, block_out, chunk, y):
+    """y (rows, O) float32 = (Q_a(RMSNorm(x)) . W) / s_a * weight_scale + bias in one call: a packed layer's
+    whole forward, so that a decode step's GEMV pays one dispatch instead of a dozen torch calls.
+
+    x (rows, in) float32 C-contiguous; norm_w (in,) float32 gain, or length 0 for no norm; w (O, Q) the
+    packed layout (bits 2 ternary, 1 binary); weight_scale (1,) or (O,) float32; bias (O,) or length 0.
+    Q_a and s_a as in `_quantize_row`; the output is float32(acc) / s_a * weight_scale (+ bias), the
+    operations of `bitscale.kernels.ops.packed_linear`'s torch path in its order. Rows are quantized on one
+    thread for a GEMV (a parallel region costs more than the work) and in parallel from 4 rows up."""
+    rows, n_in = x.shape
+    n_out, q = w.shape
+    width = q * (8 // bits)
     codes = np.zeros((rows, width), np.int8)
     scales = np.empty(rows, np.float32)
-    for r in range(rows):
-        m = np.float32(0)
-        for j in range(n):
-            a = abs(x[r, j])
-            if a > m:
-                m = a
-        if m < eps:
-            m = eps
-        s = (np.float32(1) / m) * np.float32(127)  # torch's 127 / t is reciprocal(t) * 127: the same rounding
-        scales[r] = s
-        for j in range(n):
-            v = np.rint(x[r, j] * s)
-            codes[r, j] = np.int8(min(max(v, np.float32(-128)), np.float32(127)))
-    return codes, scales
-
-
-@njit(**_JIT_SERIAL)
-def scale_rows(acc, act_scale, weight_scale):
-    """float32 (rows, out) = float32(acc) / act_scale[row] * weight_scale[out] (weight_scale of length 1
-    or out): the float32 operations of `bitscale.kernels.ops.packed_linear`'s int8 path, in its order."""
-    rows, n_out = acc.shape
-    y = np.empty((rows, n_out), np.float32)
+    xsum = np.empty(rows, np.int32)
+    if rows < 4:
+        for r in range(rows):
+            _quantize_row(x, r, norm_w, norm_eps, eps, codes, scales, xsum)
+    else:
+        for r in prange(rows):
+            _quantize_row(x, r, norm_w, norm_eps, eps, codes, scales, xsum)
+    acc = np.zeros((rows, n_out), np.int32)
     per_channel = weight_scale.shape[0] > 1
-    for r in range(rows):
-        for o in range(n_out):
-            y[r, o] = (np.float32(acc[r, o]) / act_scale[r]) * weight_scale[o if per_channel else 0]
+    has_bias = bias.shape[0] > 0
+    n_blocks = (n_out + block_out - 1) // block_out
+    for blk in prange(n_blocks):
+        o0 = blk * block_out
+        o1 = min(n_out, o0 + block_out)
+        _int8_block(w.ctypes.data, codes.ctypes.data, acc.ctypes.data, n_out, q, rows, width, o0, o1, bits, chunk)
+        for r in range(rows):
+            c = xsum[r]
+            for o in range(o0, o1):
+                a = acc[r, o] - c if bits == 2 else 2 * acc[r, o] - c
+                v = (np.float32(a) / scales[r]) * weight_scale[o if per_channel else 0]
+                y[r, o] = v + bias[o] if has_bias else v
+
+
+@intrinsic
+def _address(typingctx, addr):
+    """The integer address `addr` as a void pointer (for numba.carray)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(types.intp), codegen
+
+
+# The fields of a `linear_int8_plan`, in order.
+_PLAN = ("w", "n_out", "q", "bits", "scale", "n_scale", "norm", "n_norm", "bias", "n_bias")
+
+
+def linear_int8_plan(w, bits, weight_scale, norm_w, bias) -> np.ndarray:
+    """An int64 array of the addresses and sizes `linear_int8_at` reads (fields `_PLAN`). The arrays must
+    stay alive, unmoved, as long as the plan is used: the caller keeps them."""
+    n_out, q = w.shape
+    return np.array([w.ctypes.data, n_out, q, bits, weight_scale.ctypes.data, weight_scale.shape[0],
+                     norm_w.ctypes.data, norm_w.shape[0], bias.ctypes.data, bias.shape[0]], np.int64)
+
+
+@njit(cache=_CACHE, nogil=True)
+def linear_int8_at(x_addr, y_addr, rows, n_in, plan, eps, norm_eps, block_out, chunk):
+    """`linear_int8_into` on memory given by address: x (rows, n_in) and y (rows, plan n_out) float32,
+    C-contiguous; the layer's arrays from `plan`. Integers instead of arrays because numba's dispatcher
+    spends about a microsecond per array argument, a tenth of the budget of a 4096 x 4096 GEMV's module."""
+    n_out, q = plan[1], plan[2]
+    x = carray(_address(x_addr), (rows, n_in), np.float32)
+    y = carray(_address(y_addr), (rows, n_out), np.float32)
+    w = carray(_address(plan[0]), (n_out, q), np.uint8)
+    scale = carray(_address(plan[4]), (plan[5],), np.float32)
+    norm_w = carray(_address(plan[6]), (plan[7],), np.float32)
+    bias = carray(_address(plan[8]), (plan[9],), np.float32)
+    linear_int8_into(x, norm_w, norm_eps, w, plan[3], eps, scale, bias, block_out, chunk, y)
+
+
+def linear_int8(x, norm_w, norm_eps, w, bits, eps, weight_scale, bias, block_out, chunk) -> np.ndarray:
+    """`linear_int8_into` into a new float32 (rows, O) array."""
+    y = np.empty((x.shape[0], w.shape[0]), np.float32)
+    linear_int8_into(x, norm_w, norm_eps, w, bits, eps, weight_scale, bias, block_out, chunk, y)
     return y
 
 
@@ -393,4 +490,9 @@ def warm_up() -> None:
         for rows in (1, 4):
             int8_matmul(w, np.zeros((rows, 64 * 8 // bits), np.int8), bits)
     xnor_matmul(w, np.zeros((1, 64), np.uint8), 1)
+    for rows in (1, 4):
+        x, y, gain, scale, bias = (np.zeros((rows, 8), np.float32), np.zeros((rows, 4), np.float32),
+                                   np.ones(8, np.float32), np.ones(1, np.float32), np.zeros(0, np.float32))
+        plan = linear_int8_plan(w, 2, scale, gain, bias)
+        linear_int8_at(x.ctypes.data, y.ctypes.data, rows, 8, plan, np.float32(1e-5), 1e-6, 4, 64)
     stream_sum(np.zeros(8, np.uint64))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from . import layout, reference
@@ -232,6 +233,89 @@ def _check_scale(weight_scale: Any, w: KernelWeights) -> Tensor:
     return weight_scale.to(torch.float32)
 
 
+class PreparedLinear:
+    """A packed linear layer's forward with everything but x converted once (`prepare_linear`):
+
+        y = (Q_a(RMSNorm(x)) @ codes^T) / act_scale * weight_scale + bias
+
+    RMSNorm (gain `norm_weight`, optional) as nn.RMSNorm; Q_a, act_scale and weight_scale as in
+    `packed_linear`. On the CPU with numba, int8 activations and a float32 x, the whole forward is one
+    numba call (`bitscale.kernels.cpu.linear_int8_at`): at a decode step's single row, the dozen torch calls
+    around the kernel cost as much as the kernel. Otherwise it runs the torch operations of
+    `packed_linear`. Returns x's dtype; inference only.
+    """
+
+    __slots__ = ("w", "scale", "act", "eps", "norm_weight", "norm_eps", "bias", "backend", "_np")
+
+    def __init__(self, w: KernelWeights, weight_scale: Any, *, act: str = "int8", eps: float = 1e-5,
+                 norm_weight: "Tensor | None" = None, norm_eps: float = 1e-6, bias: "Tensor | None" = None,
+                 backend: str = "auto") -> None:
+        _check_weights(w)
+        if act not in ACTS:
+            raise ValueError(f"act: expected one of {', '.join(ACTS)}, got {act!r}")
+        _check_backend(backend)
+        for name, t, n in (("norm_weight", norm_weight, w.in_features), ("bias", bias, w.out_features)):
+            if t is not None and (not isinstance(t, Tensor) or tuple(t.shape) != (n,)):
+                raise ValueError(f"{name}: expected a tensor of shape ({n},), got {tuple(getattr(t, 'shape', ()))}")
+        self.w, self.scale, self.act, self.eps, self.backend = w, _check_scale(weight_scale, w), act, float(eps), backend
+        self.norm_weight, self.norm_eps, self.bias = norm_weight, float(norm_eps), bias
+        self._np = None
+        cpu = resolve_backend(backend, w.packed, self.scale) if act == "int8" else None
+        if cpu is not None and all(t is None or t.device.type == "cpu" for t in (norm_weight, bias)):
+            as_np = lambda t: np.zeros(0, np.float32) if t is None else t.detach().float().contiguous().numpy()  # noqa: E731
+            arrays = (w.packed.numpy(), self.scale.reshape(-1).contiguous().numpy(), as_np(norm_weight), as_np(bias))
+            plan = cpu.linear_int8_plan(arrays[0], layout.BITS[w.kind], *arrays[1:])
+            gemv_tiling = cpu._tiling(w.out_features, w.row_bytes, 1, layout.PLANES[w.kind])
+            self._np = (cpu, plan, np.float32(eps), float(norm_eps), gemv_tiling, arrays)  # arrays: kept alive for plan
+
+    def __call__(self, x: Tensor) -> Tensor:
+        w, fast = self.w, self._np
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise ValueError(f"x: expected a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+        if x.dim() == 0 or x.shape[-1] != w.in_features:
+            raise ValueError(f"x: last dimension {tuple(x.shape)[-1:]} does not match in_features {w.in_features}")
+        if fast is not None and x.dtype == torch.float32 and x.is_cpu:
+            # Every call here costs a microsecond or so, a hundredth of the kernel at 4096 x 4096: reshape
+            # and copy only when they change something, and hand numba addresses (see linear_int8_at).
+            cpu, plan, eps, norm_eps, gemv_tiling, _ = fast
+            flat = x if x.dim() == 2 else x.reshape(-1, w.in_features)
+            if not flat.is_contiguous():
+                flat = flat.contiguous()
+            n = flat.shape[0]
+            block_out, chunk = gemv_tiling if n < 4 else cpu._tiling(w.out_features, w.row_bytes, n, layout.PLANES[w.kind])
+            y = torch.empty((n, w.out_features))
+            cpu.linear_int8_at(flat.data_ptr(), y.data_ptr(), n, w.in_features, plan, eps, norm_eps, block_out, chunk)
+            return y if x.dim() == 2 else y.reshape(*x.shape[:-1], w.out_features)
+        lead = x.shape[:-1]
+        with torch.no_grad():
+            rows = x.detach().reshape(-1, w.in_features)
+            if self.norm_weight is not None:
+                rows = F.rms_norm(rows, (w.in_features,), self.norm_weight.to(rows.dtype), self.norm_eps)
+            y = _linear_torch(rows, w, self.scale.to(x.device), self.act, self.eps, self.backend).to(x.dtype)
+            if self.bias is not None:
+                y = y + self.bias
+        return y.reshape(*lead, w.out_features)
+
+
+def prepare_linear(w: KernelWeights, weight_scale: Any, **kwargs) -> PreparedLinear:
+    """`PreparedLinear(w, weight_scale, act=, eps=, norm_weight=, norm_eps=, bias=, backend=)`."""
+    return PreparedLinear(w, weight_scale, **kwargs)
+
+
+def _linear_torch(rows: Tensor, w: KernelWeights, scale: Tensor, act: str, eps: float, backend: str) -> Tensor:
+    """float32 (Q_a(rows) @ codes^T) / act_scale * scale by torch operations around the integer kernels."""
+    if act == "int8":
+        codes, act_scale = quantize_activations_int8(rows, eps)
+        acc = int_matmul(codes, w, backend=backend)
+        return acc.to(torch.float32).div_(act_scale[:, None]).mul_(scale)
+    k = rows.abs().mean(dim=-1, keepdim=True).to(torch.float32)
+    if w.kind == "binary":
+        acc = xnor_matmul(rows, w, backend=backend)
+    else:
+        acc = int_matmul(torch.where(rows > 0, 1, -1).to(torch.int8), w, backend=backend)
+    return acc.to(torch.float32).mul_(k).mul_(scale)
+
+
 def packed_linear(
     x: Tensor,
     w: KernelWeights,
@@ -247,36 +331,6 @@ def packed_linear(
     act "binary": Q_a(x) = sign(x) in {-1, +1}, times k = mean|x| per token (the XNOR-Net quantizer of
     `bitscale.quant.activations.quantize_act_binary`); binary weights run the XNOR-popcount kernel.
     weight_scale: float32, () per tensor or (out,) per channel. Returns x's dtype. Inference only: no
-    gradient flows through it.
+    gradient flows through it. A layer that runs many calls prepares them once with `prepare_linear`.
     """
-    _check_weights(w)
-    if act not in ACTS:
-        raise ValueError(f"act: expected one of {', '.join(ACTS)}, got {act!r}")
-    _check_backend(backend)
-    if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise ValueError(f"x: expected a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
-    if x.dim() == 0 or x.shape[-1] != w.in_features:
-        raise ValueError(f"x: last dimension {tuple(x.shape)[-1:]} does not match in_features {w.in_features}")
-    scale = _check_scale(weight_scale, w).to(x.device)
-    lead = x.shape[:-1]
-    with torch.no_grad():
-        rows = x.detach().reshape(-1, w.in_features)
-        if act == "int8" and rows.dtype == torch.float32 and (cpu := resolve_backend(backend, rows, w.packed)):
-            # The fused path (the same codes and float32 operations as below, without their torch calls):
-            # at a decode step's single row the calls around the kernel cost more than the kernel.
-            padded, act_scale = cpu.quantize_pad_int8(rows.contiguous().numpy(),
-                                                      layout.padded_in_features(w.in_features, w.kind), np.float32(eps))
-            acc = cpu.int8_matmul(w.packed.numpy(), padded, layout.BITS[w.kind])
-            y = torch.from_numpy(cpu.scale_rows(acc, act_scale, scale.reshape(-1).contiguous().numpy()))
-        elif act == "int8":
-            codes, act_scale = quantize_activations_int8(rows, eps)
-            acc = int_matmul(codes, w, backend=backend)
-            y = acc.to(torch.float32).div_(act_scale[:, None]).mul_(scale)
-        else:
-            k = rows.abs().mean(dim=-1, keepdim=True).to(torch.float32)
-            if w.kind == "binary":
-                acc = xnor_matmul(rows, w, backend=backend)
-            else:
-                acc = int_matmul(torch.where(rows > 0, 1, -1).to(torch.int8), w, backend=backend)
-            y = acc.to(torch.float32).mul_(k).mul_(scale)
-    return y.to(x.dtype).reshape(*lead, w.out_features)
+    return PreparedLinear(w, weight_scale, act=act, eps=eps, backend=backend)(x)

@@ -108,7 +108,7 @@ class PackedBitLinear(nn.Module):
             self.bias = nn.Parameter(bias.detach(), requires_grad=False)
         else:
             self.register_parameter("bias", None)
-        self._kernel = None
+        self._kernel = self._prepared = None
 
     # -- construction ---------------------------------------------------------------------------------
 
@@ -150,39 +150,39 @@ class PackedBitLinear(nn.Module):
         return self._kernel
 
     def prepare(self) -> "PackedBitLinear":
-        """Build the kernel weights now (they are otherwise built by the first forward)."""
-        _ = self.kernel_weights
+        """Build the kernel weights and the prepared forward now (otherwise the first forward does)."""
+        _ = self.prepared
         return self
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
         if self.scale.dtype != torch.float32:  # .half() and friends: the scale stays float32
             self.scale = self.scale.float()
-        self._kernel = None
+        self._kernel = self._prepared = None
         return self
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
-        self._kernel = None
+        self._kernel = self._prepared = None
 
     # -- forward -------------------------------------------------------------------------------------
 
+    @property
+    def prepared(self):
+        """The forward with everything but x converted once (`bitscale.kernels.ops.PreparedLinear`): the
+        norm, the kernel weights, the scale and the bias; rebuilt after a move or a state-dict load."""
+        if self._prepared is None:
+            norm = self.norm
+            self._prepared = _ops().prepare_linear(
+                self.kernel_weights, self.scale, act=self.config.act, eps=self.config.eps,
+                norm_weight=None if norm is None else norm.weight.detach(),
+                norm_eps=1e-6 if norm is None or norm.eps is None else float(norm.eps),
+                bias=None if self.bias is None else self.bias.detach(), backend=self.backend,
+            )
+        return self._prepared
+
     def forward(self, x: Tensor) -> Tensor:
-        if self.norm is not None:
-            x = self.norm(x)
-        lead = x.shape[:-1]
-        y = _ops().packed_linear(
-            x.reshape(-1, self.in_features),
-            self.kernel_weights,
-            self.scale,
-            act=self.config.act,
-            eps=self.config.eps,
-            backend=self.backend,
-        )
-        y = y.reshape(*lead, self.out_features)
-        if self.bias is not None:
-            y = y + self.bias
-        return y
+        return self.prepared(x)
 
     @property
     def nbytes(self) -> int:
