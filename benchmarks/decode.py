@@ -48,9 +48,8 @@ def run_variant(shape: str, variant: str, prompt: int, new: int, threads: int) -
     import torch
 
     from bitscale.models.decoder import Decoder, DecoderConfig
-    from bitscale.nn import pack
+    from bitscale.nn import BitLinear, pack, quantize_
     from bitscale.nn.packed import packed_layers
-    from bitscale.nn.quantize import dequantized_copy
 
     torch.set_num_threads(threads)
     cfg = DecoderConfig(**SHAPES[shape], block_size=prompt + new, quant="bitnet-b1.58", tie_weights=False)
@@ -60,7 +59,14 @@ def run_variant(shape: str, variant: str, prompt: int, new: int, threads: int) -
         for layer in packed_layers(model).values():
             layer.prepare()
     else:
-        model = dequantized_copy(model) if variant == "fp32" else dequantized_copy(model).to(torch.bfloat16)
+        # nn.quantize.dequantized_copy in place: a copy would hold the 2b4t shape's ~10 GB twice.
+        with torch.no_grad():
+            for layer in model.modules():
+                if isinstance(layer, BitLinear):
+                    layer.weight.copy_(layer.quantized_weight())
+        model = quantize_(model, "fp32").eval()
+        if variant == "bf16":
+            model = model.to(torch.bfloat16)
     ids = torch.randint(0, cfg.vocab_size, (1, prompt), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         model.step(ids[:, :8], model.new_cache(1))  # first-call costs (kernel compilation, pools) untimed
@@ -84,6 +90,7 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="processes per variant, interleaved; medians reported")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.variant:
@@ -91,9 +98,9 @@ def main() -> None:
         return
     print(f"decode benchmark: shape {args.shape} {SHAPES[args.shape]}, prompt {args.prompt}, new {args.new}, "
           f"{args.threads} threads, {platform.processor() or platform.machine()}")
-    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    runs: dict[str, list[dict]] = {v: [] for v in args.variants}
     for _ in range(args.repeats):  # interleaved (fp32 bf16 packed fp32 ...): noise hits the variants alike
-        for variant in VARIANTS:
+        for variant in args.variants:
             out = subprocess.run([sys.executable, __file__, "--shape", args.shape, "--prompt", str(args.prompt),
                                   "--new", str(args.new), "--threads", str(args.threads), "--variant", variant],
                                  capture_output=True, text=True, check=True)
@@ -104,8 +111,10 @@ def main() -> None:
     print(f"{'variant':<8}{'prefill tok/s':>15}{'decode tok/s':>14}{'RSS MiB':>10}")
     for variant, r in rows.items():
         print(f"{variant:<8}{r['prefill_tok_s']:>15.1f}{r['decode_tok_s']:>14.2f}{r['rss_bytes'] / 2**20:>10.0f}")
-    p = rows["packed"]
-    for base in ("fp32", "bf16"):
+    p = rows.get("packed")
+    for base in ("fp32", "bf16") if p else ():
+        if base not in rows:
+            continue
         b = rows[base]
         print(f"packed / {base}: prefill {p['prefill_tok_s'] / b['prefill_tok_s']:.2f}x, decode "
               f"{p['decode_tok_s'] / b['decode_tok_s']:.2f}x, memory {p['rss_bytes'] / b['rss_bytes']:.2f}x")

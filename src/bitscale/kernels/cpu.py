@@ -408,18 +408,23 @@ def linear_int8_plan(w, bits, weight_scale, norm_w, bias) -> np.ndarray:
 
 
 @njit(cache=_CACHE, nogil=True)
-def linear_int8_at(x_addr, y_addr, rows, n_in, plan, eps, norm_eps, block_out, chunk):
-    """`linear_int8_into` on memory given by address: x (rows, n_in) and y (rows, plan n_out) float32,
-    C-contiguous; the layer's arrays from `plan`. Integers instead of arrays because numba's dispatcher
-    spends about a microsecond per array argument, a tenth of the budget of a 4096 x 4096 GEMV's module."""
-    n_out, q = plan[1], plan[2]
-    x = carray(_address(x_addr), (rows, n_in), np.float32)
-    y = carray(_address(y_addr), (rows, n_out), np.float32)
-    w = carray(_address(plan[0]), (n_out, q), np.uint8)
+def linear_int8_plan_into(x, plan, eps, norm_eps, block_out, chunk, y):
+    """`linear_int8_into(x, ..., y)` with the layer's arrays read from a `linear_int8_plan`."""
+    w = carray(_address(plan[0]), (plan[1], plan[2]), np.uint8)
     scale = carray(_address(plan[4]), (plan[5],), np.float32)
     norm_w = carray(_address(plan[6]), (plan[7],), np.float32)
     bias = carray(_address(plan[8]), (plan[9],), np.float32)
     linear_int8_into(x, norm_w, norm_eps, w, plan[3], eps, scale, bias, block_out, chunk, y)
+
+
+@njit(cache=_CACHE, nogil=True)
+def linear_int8_at(x_addr, y_addr, rows, n_in, plan, eps, norm_eps, block_out, chunk):
+    """`linear_int8_into` on memory given by address: x (rows, n_in) and y (rows, plan n_out) float32,
+    C-contiguous; the layer's arrays from `plan`. Integers instead of arrays because numba's dispatcher
+    spends about a microsecond per array argument, a tenth of the budget of a 4096 x 4096 GEMV's module."""
+    x = carray(_address(x_addr), (rows, n_in), np.float32)
+    y = carray(_address(y_addr), (rows, plan[1]), np.float32)
+    linear_int8_plan_into(x, plan, eps, norm_eps, block_out, chunk, y)
 
 
 def linear_int8(x, norm_w, norm_eps, w, bits, eps, weight_scale, bias, block_out, chunk) -> np.ndarray:

@@ -41,6 +41,7 @@ from ..limits import MAX_DEPTH, MAX_SAMPLES, MAX_WIDTH, STRICT
 
 from ..nn import BitLinear
 from ..quant import QuantConfig, resolve_config
+from . import fast_decode
 
 
 class DecoderConfig(BaseModel):
@@ -274,14 +275,21 @@ class Decoder(nn.Module):
         """Logits (B, T, vocab) of the tokens idx (B, T) at positions cache.length ..., attending over the
         cache, which they are appended to. A prompt is one step of its length (prefill), then one token
         per step (decode); the logits equal the full forward pass's at those positions up to float
-        summation order."""
+        summation order. A one-token step of a packed model under no_grad runs its blocks in one numba
+        call (`bitscale.models.fast_decode`)."""
         T, start = idx.shape[1], cache.length
         if start + T > cache.max_len:
             raise ValueError(f"KV cache full: {start + T} positions > max_len {cache.max_len}")
-        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
         x = self.tok_emb(idx)
-        for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, cache, i)
+        engine = None
+        if T == 1 and not torch.is_grad_enabled() and cache.k.dtype == torch.float32 and cache.k.is_cpu:
+            engine = fast_decode.engine_for(self)
+        if engine is not None:  # a packed model's decode step: every block in one numba call
+            x = engine.blocks(x[:, 0], cache, self.rope_cos, self.rope_sin)[:, None]
+        else:
+            cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+            for i, block in enumerate(self.blocks):
+                x = block(x, cos, sin, cache, i)
         cache.length = start + T
         return self.head(self.norm(x))
 

@@ -1,0 +1,118 @@
+"""The decode step of a packed Decoder as one numba call per token (`bitscale.kernels.decode_cpu`).
+
+`Decoder.step` uses it by itself for a one-token step (B sequences, T = 1) under `torch.no_grad()` when
+`unfit_reason(model)` is None: every block projection is a PackedBitLinear whose forward runs in numba
+(int8 activations, CPU, float32), the model and the KV cache are float32 on the CPU. The embedding, the
+final norm and the head stay torch modules. Anything else takes the torch path, which gives the same
+logits to float tolerance (tests/models/test_fast_decode.py).
+
+The engine is built once per model and checked on every step: it is rebuilt when a projection module
+was replaced or re-prepared (a move, a state-dict load), so it never runs stale weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..nn.packed import PackedBitLinear
+
+# The block projections in the plan order of bitscale.kernels.decode_cpu.PROJECTIONS (kept in sync by a test).
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _projection_modules(model) -> "list[list[tuple[object, str, object]]]":
+    """Per block, (parent module, attribute name, module) of each projection in PROJECTIONS order."""
+    out = []
+    for block in model.blocks:
+        parents = [block.attn] * 4 + [block.mlp] * 3
+        out.append([(parent, name, getattr(parent, name)) for parent, name in zip(parents, PROJECTIONS)])
+    return out
+
+
+def unfit_reason(model) -> "str | None":
+    """Why `model` decodes through the torch path, or None when the numba engine can run it."""
+    ops = importlib.import_module("bitscale.kernels.ops")
+    if ops.numba_module() is None:
+        return "numba is not available"
+    w = model.tok_emb.weight
+    if w.device.type != "cpu" or w.dtype != torch.float32:
+        return f"the model is {w.dtype} on {w.device.type}, not float32 on the CPU"
+    for i, block in enumerate(_projection_modules(model)):
+        for _, name, module in block:
+            if module is None and name == "gate_proj" and model.cfg.mlp == "relu2":
+                continue
+            if not isinstance(module, PackedBitLinear):
+                return f"blocks.{i} {name} is a {type(module).__name__}, not a PackedBitLinear"
+            if module.prepared._np is None:
+                return f"blocks.{i} {name} has no numba forward ({module.config.act} activations, {module.backend} backend)"
+    return None
+
+
+class FastDecode:
+    """The plan arrays of a packed Decoder's blocks, ready for `decode_cpu.decoder_blocks`."""
+
+    def __init__(self, model) -> None:
+        cfg = model.cfg
+        self._modules = _projection_modules(model)
+        self._prepared = [[None if m is None else m.prepared for _, _, m in row] for row in self._modules]
+        n, fields = cfg.n_layer, len(self._prepared[0][0]._np[1])
+        self.plans = np.zeros((n, len(PROJECTIONS), fields), np.int64)
+        self.eps = np.zeros((n, len(PROJECTIONS)), np.float32)
+        self.norm_eps = np.zeros((n, len(PROJECTIONS)), np.float64)
+        self.tiling = np.ones((n, len(PROJECTIONS), 2), np.int64)
+        for layer, row in enumerate(self._prepared):
+            for j, prepared in enumerate(row):
+                if prepared is None:  # relu2: no gate
+                    continue
+                _, plan, eps, norm_eps, gemv_tiling, _ = prepared._np
+                self.plans[layer, j], self.eps[layer, j], self.norm_eps[layer, j] = plan, eps, norm_eps
+                self.tiling[layer, j] = gemv_tiling
+        self.twin = not cfg.recipe
+        d = cfg.d_model
+        self.gains = np.ones((n, 2, d), np.float32)
+        self.gain_eps = 1e-6
+        self._norms = []
+        if self.twin:
+            for layer, block in enumerate(model.blocks):
+                for j, norm in enumerate((block.attn_norm, block.mlp_norm)):
+                    self.gains[layer, j] = norm.weight.detach().float().numpy()
+                    self._norms.append((norm, norm.weight))
+                    self.gain_eps = torch.finfo(torch.float32).eps if norm.eps is None else float(norm.eps)
+        self.relu2 = cfg.mlp == "relu2"
+        self.n_head = cfg.n_head
+        self._blocks = list(model.blocks)
+
+    def is_current(self, model) -> bool:
+        """Whether every projection module, its prepared forward and every block norm are the ones planned."""
+        if list(model.blocks) != self._blocks:
+            return False
+        for row, prepared in zip(self._modules, self._prepared):
+            for (parent, name, module), p in zip(row, prepared):
+                if getattr(parent, name) is not module or (module is not None and module._prepared is not p):
+                    return False
+        return all(norm.weight is weight for norm, weight in self._norms)
+
+    def blocks(self, h: Tensor, cache, rope_cos: Tensor, rope_sin: Tensor) -> Tensor:
+        """h (B, d) float32 after every block at position cache.length (the cache is written, not advanced)."""
+        cpu_decode = importlib.import_module("bitscale.kernels.decode_cpu")
+        h = h.contiguous().clone()
+        cpu_decode.decoder_blocks(
+            h.numpy(), self.plans, self.eps, self.norm_eps, self.tiling, self.gains, self.gain_eps, self.twin,
+            self.relu2, cache.k.numpy(), cache.v.numpy(), cache.length, rope_cos.numpy(), rope_sin.numpy(),
+            self.n_head,
+        )
+        return h
+
+
+def engine_for(model) -> "FastDecode | None":
+    """The model's engine, built or rebuilt when needed, or None when `unfit_reason` names a reason."""
+    engine = model.__dict__.get("_fast_decode")
+    if engine is not None and engine.is_current(model):
+        return engine
+    engine = FastDecode(model) if unfit_reason(model) is None else None
+    model.__dict__["_fast_decode"] = engine
+    return engine
