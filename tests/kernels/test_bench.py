@@ -49,3 +49,30 @@ def test_bench_kernels_bad_options(cli):
 def test_parse_helpers():
     assert bench.parse_shapes("4096x11008, 16x8") == [(4096, 11008), (16, 8)]
     assert bench.parse_batches("1,64") == [1, 64]
+
+
+def test_bench_decode_json_runs_every_variant_in_its_own_process(cli):
+    code, out, err = cli("bench", "decode", "--shape", "tiny", "--prompt", "8", "--new", "4", "--repeats", "1",
+                         "--busy", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["busy"] is True and result["shape"] == "tiny"
+    assert set(result["rows"]) == {"fp32", "bf16", "packed"}
+    for row in result["rows"].values():
+        assert row["prefill_tok_s"] > 0 and row["decode_tok_s"] > 0 and row["rss_bytes"] > 2**20
+    assert result["rows"]["packed"]["engine"] is True  # the packed variant decodes through the numba engine
+    assert result["rows"]["fp32"]["engine"] is False
+    over = result["packed_over"]["fp32"]
+    assert over["decode"] == result["rows"]["packed"]["decode_tok_s"] / result["rows"]["fp32"]["decode_tok_s"]
+
+
+def test_bench_decode_bad_options(cli):
+    for args, message in (
+        (("--shape", "huge"), "--shape: expected one of tiny, small, 2b4t"),
+        (("--variants", "fp32,fp16"), "--variants"),
+        (("--variants", "fp32,fp32"), "each once"),
+        (("--new", "0"), "--new"),
+        (("--threads", "1000"), "--threads"),
+    ):
+        code, out, err = cli("bench", "decode", *args)
+        assert code == 2 and message in err and "Traceback" not in err, (args, err)

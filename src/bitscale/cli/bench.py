@@ -70,3 +70,57 @@ def bench_kernels(
     info = result.machine
     console.print(bench.machine_line(info), highlight=False)
     console.print(bench.render_table(result))
+
+
+@bench_app.command("decode")
+def bench_decode(
+    shape: str = typer.Option("small", "--shape", help="tiny (a smoke test) | small (d_model 1024, 8 layers) | 2b4t (BitNet b1.58 2B4T's)"),
+    prompt: int = typer.Option(128, "--prompt", help="prompt tokens, prefilled in one step"),
+    new: int = typer.Option(128, "--new", help="tokens decoded greedily, one per step"),
+    threads: int = typer.Option(2, "--threads", help="torch and numba threads of every variant"),
+    repeats: int = typer.Option(3, "--repeats", help="processes per variant, interleaved (medians reported)"),
+    variants: str = typer.Option("fp32,bf16,packed", "--variants", help="some of fp32, bf16, packed"),
+    busy: bool = typer.Option(False, "--busy", help="keep one core busy with another process throughout"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON instead of the table"),
+) -> None:
+    """Prefill and decode a random ternary decoder, packed against torch fp32 and bf16, in one run.
+
+    Reports per variant prefill and decode tokens/s and VmRSS, and the packed model's ratios to each baseline.
+    """
+    import os
+
+    from ..limits import MemoryLimitError, check_memory
+    from ..models import decode_bench
+
+    if shape not in decode_bench.SHAPES:
+        fail(f"--shape: expected one of {', '.join(decode_bench.SHAPES)}, got {shape!r}")
+    for name, value, low in (("--prompt", prompt, 1), ("--new", new, 1), ("--threads", threads, 1), ("--repeats", repeats, 1)):
+        if not low <= value <= 1 << 16:
+            fail(f"{name}: expected an integer in [{low}, 65536], got {value}")
+    if prompt + new > 1 << 16:
+        fail(f"--prompt + --new: at most 65536 positions, got {prompt + new}")
+    if threads > (os.cpu_count() or 1):
+        fail(f"--threads: this machine has {os.cpu_count()} cores, got {threads}")
+    variant_list = tuple(v for v in variants.replace(" ", "").split(",") if v)
+    if not variant_list or any(v not in decode_bench.VARIANTS for v in variant_list) or len(set(variant_list)) < len(variant_list):
+        fail(f"--variants: expected some of {', '.join(decode_bench.VARIANTS)}, each once, got {variants!r}")
+    try:
+        for v in variant_list:
+            check_memory(decode_bench.memory_needed(shape, v), f"--shape {shape} ({v})")
+    except MemoryLimitError as e:
+        fail(str(e))
+    from .common import progress_bar
+
+    total = repeats * len(variant_list)
+    with progress_bar() as bar:
+        task = bar.add_task(f"decode {shape}", total=total) if not as_json else None
+        try:
+            result = decode_bench.run_benchmark(
+                shape, prompt, new, threads, repeats, variant_list, busy,
+                on_run=(lambda _: bar.advance(task)) if task is not None else None)
+        except RuntimeError as e:
+            fail(str(e))
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    console.print(decode_bench.render(result), highlight=False)
