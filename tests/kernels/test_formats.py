@@ -19,6 +19,8 @@ from bitscale.quant import quantize_weight
 
 def random_codes(fmt, out, n_in, seed=0):
     gen = torch.Generator().manual_seed(seed)
+    if fmt == "int8":
+        return torch.randint(-128, 128, (out, n_in), generator=gen).to(torch.int8)
     if fmt == "binary":
         return (torch.randint(0, 2, (out, n_in), generator=gen) * 2 - 1).to(torch.int8)
     return (torch.randint(0, 3, (out, n_in), generator=gen) - 1).to(torch.int8)
@@ -56,12 +58,15 @@ def test_byte_layouts():
     assert pack_codes(c, "ternary-b3").tolist() == [[242, 0 + 3 + 9 + 27 + 81]]
     c = torch.tensor([[-1, 0, 1, -1, -1]], dtype=torch.int8)
     assert pack_codes(c, "ternary-b3").tolist() == [[0 + 1 * 3 + 2 * 9]]
+    # int8: byte = code + 128
+    c = torch.tensor([[-128, -1, 0, 1, 127]], dtype=torch.int8)
+    assert pack_codes(c, "int8").tolist() == [[0, 127, 128, 129, 255]]
 
 
-@pytest.mark.parametrize("fmt,bad", [("binary", 0), ("binary", 2), ("ternary2", 2), ("ternary-b3", -2)])
+@pytest.mark.parametrize("fmt,bad", [("binary", 0), ("binary", 2), ("ternary2", 2), ("ternary-b3", -2), ("int8", 128)])
 def test_codes_outside_the_alphabet_are_rejected(fmt, bad):
     with pytest.raises(ValueError, match="codes"):
-        pack_codes(torch.tensor([[1, bad]], dtype=torch.int8), fmt)
+        pack_codes(torch.tensor([[1, bad]], dtype=torch.int16), fmt)
 
 
 def test_invalid_bytes_are_rejected():
@@ -75,12 +80,14 @@ def test_invalid_bytes_are_rejected():
         pack_codes(torch.zeros(1, 1, dtype=torch.int8), "ternary4")
 
 
-@pytest.mark.parametrize("scheme,granularity,center", [("ternary", "tensor", True), ("binary", "tensor", True), ("binary", "channel", False), ("ternary", "channel", True)])
+@pytest.mark.parametrize("scheme,granularity,center", [("ternary", "tensor", True), ("binary", "tensor", True),
+                                                       ("binary", "channel", False), ("ternary", "channel", True),
+                                                       ("int8", "channel", True)])
 def test_pack_quantized_dequantizes_like_the_quantizer(scheme, granularity, center):
     w = torch.randn(6, 19, generator=torch.Generator().manual_seed(2))
     q = quantize_weight(w, scheme, granularity, center=center)
     pw = pack_quantized(q)
-    assert pw.format == ("binary" if scheme == "binary" else "ternary-b3")
+    assert pw.format == {"binary": "binary", "ternary": "ternary-b3", "int8": "int8"}[scheme]
     assert pw.granularity == granularity and pw.scale.dtype == torch.float32
     assert torch.equal(pw.unpack(), q.codes)
     torch.testing.assert_close(pw.dequantize(), q.dequantize())
@@ -88,6 +95,9 @@ def test_pack_quantized_dequantizes_like_the_quantizer(scheme, granularity, cent
         pack_quantized(quantize_weight(w, scheme, "group", group_size=8))
     with pytest.raises(ValueError, match="int4"):
         pack_quantized(quantize_weight(w, "int4"))
+    other = "int8" if scheme != "int8" else "ternary2"
+    with pytest.raises(ValueError, match=f"codes do not fit format '{other}'"):
+        pack_quantized(q, other)
 
 
 def test_packed_weight_checks_shapes():
@@ -107,3 +117,4 @@ def test_bits_per_weight():
     assert bits_per_weight((n, n), "ternary2") == 2 + 32 / n**2
     assert bits_per_weight((n, n), "binary", "channel") == 1 + 32 / n
     assert bits_per_weight((4, 10), "ternary-b3") == (4 * 2 * 8 + 32) / 40
+    assert bits_per_weight((n, n), "int8", "channel") == 8 + 32 / n

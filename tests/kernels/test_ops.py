@@ -33,6 +33,8 @@ def gen(seed):
 
 
 def random_codes(out_f, in_f, kind, seed):
+    if kind == "int8":
+        return torch.randint(-128, 128, (out_f, in_f), generator=gen(seed), dtype=torch.int8)
     c = torch.randint(-1, 2, (out_f, in_f), generator=gen(seed), dtype=torch.int8)
     return c if kind == "ternary" else torch.where(c > 0, 1, -1).to(torch.int8)
 
@@ -41,7 +43,7 @@ def exact_product(x_codes, codes):
     return (x_codes.to(torch.int64) @ codes.to(torch.int64).T).to(torch.int32)
 
 
-@pytest.mark.parametrize("kind", ["ternary", "binary"])
+@pytest.mark.parametrize("kind", ["ternary", "binary", "int8"])
 def test_layout_round_trip_and_size(kind):
     for i, (out_f, in_f) in enumerate(SHAPES):
         codes = random_codes(out_f, in_f, kind, i)
@@ -50,10 +52,10 @@ def test_layout_round_trip_and_size(kind):
         assert w.packed.dtype == torch.uint8 and w.packed.shape == (out_f, layout.row_bytes(in_f, kind))
         assert w.nbytes == w.packed.numel() and w.row_bytes % layout.ALIGN == 0
     w = prepare_weights(random_codes(8, 4096, kind, 0), kind)
-    assert w.layout_bits_per_weight == {"ternary": 2.0, "binary": 1.0}[kind]
+    assert w.layout_bits_per_weight == {"ternary": 2.0, "binary": 1.0, "int8": 8.0}[kind]
 
 
-@pytest.mark.parametrize("kind", ["ternary", "binary"])
+@pytest.mark.parametrize("kind", ["ternary", "binary", "int8"])
 @pytest.mark.parametrize("backend", ["numba", "reference"])
 def test_int_matmul_is_exact(kind, backend):
     if backend == "numba" and not HAS_NUMBA:
@@ -69,20 +71,34 @@ def test_int_matmul_is_exact(kind, backend):
 
 
 @needs_numba
-@pytest.mark.parametrize("kind", ["ternary", "binary"])
+@pytest.mark.parametrize("kind", ["ternary", "binary", "int8"])
 def test_int_matmul_extremes(kind):
-    # Every product at its largest magnitude: -128 x -1 summed over 5000 inputs.
+    # Every product at its largest magnitude: -128 x -1 (int8: -128 x -128) summed over 5000 inputs.
     in_f = 5000
-    codes = torch.full((5, in_f), -1, dtype=torch.int8)
-    codes[1] = 1
-    if kind == "ternary":
+    low = -128 if kind == "int8" else -1
+    codes = torch.full((5, in_f), low, dtype=torch.int8)
+    codes[1] = 127 if kind == "int8" else 1
+    if kind != "binary":
         codes[2] = 0
     w = prepare_weights(codes, kind)
     x = torch.full((3, in_f), -128, dtype=torch.int8)
     x[1] = 127
     x[2, ::2] = 127
     assert torch.equal(int_matmul(x, w, backend="numba"), exact_product(x, codes))
-    assert int_matmul(x, w)[0, 0] == 128 * in_f
+    assert int_matmul(x, w)[0, 0] == 128 * -low * in_f
+
+
+@needs_numba
+def test_int8_weights_at_the_accumulator_limit():
+    """The raw sums of offset codes (W + 128) * x reach 255 * 128 * in_features: 65536 inputs still fit int32."""
+    in_f = 1 << 16
+    codes = torch.full((4, in_f), 127, dtype=torch.int8)
+    codes[1] = -128
+    w = prepare_weights(codes, "int8")
+    x = torch.full((1, in_f), -128, dtype=torch.int8)
+    assert torch.equal(int_matmul(x, w, backend="numba"), exact_product(x, codes))
+    with pytest.raises(ValueError, match="exceeds the int32 kernels' limit 65536"):
+        prepare_weights(torch.zeros(1, in_f + 1, dtype=torch.int8), "int8")
 
 
 @pytest.mark.parametrize("backend", ["numba", "reference"])
@@ -239,11 +255,12 @@ def test_generic_kernels_without_vnni_are_exact():
 import torch
 from bitscale.kernels import cpu, int_matmul, prepare_weights, xnor_matmul
 assert not cpu.VNNI
-for kind in ("ternary", "binary"):
+for kind in ("ternary", "binary", "int8"):
     for out_f, in_f in ((5, 7), (17, 513), (64, 1000)):
         for rows in (1, 3, 4, 17):
             c = torch.randint(-1, 2, (out_f, in_f), dtype=torch.int8)
             c = c if kind == "ternary" else torch.where(c > 0, 1, -1).to(torch.int8)
+            c = torch.randint(-128, 128, (out_f, in_f), dtype=torch.int8) if kind == "int8" else c
             w = prepare_weights(c, kind)
             x = torch.randint(-128, 128, (rows, in_f), dtype=torch.int8)
             assert torch.equal(int_matmul(x, w, backend="numba"), (x.long() @ c.long().T).int())

@@ -22,7 +22,10 @@ def close(got, want, rel=1e-4):
     torch.testing.assert_close(got, want, rtol=rel, atol=rel * scale)
 
 
-@pytest.mark.parametrize("preset", ["bitnet-b1.58", "bitnet", "xnor", {"weight": "sign", "act": "int8"}])
+W8A8 = {"weight": "int8", "act": "int8", "granularity": "channel"}
+
+
+@pytest.mark.parametrize("preset", ["bitnet-b1.58", "bitnet", "xnor", {"weight": "sign", "act": "int8"}, W8A8])
 @pytest.mark.parametrize("norm", [False, True])
 def test_packed_mlp_matches_fake_quant(preset, norm):
     model = mlp(preset, norm=norm).eval()
@@ -32,8 +35,8 @@ def test_packed_mlp_matches_fake_quant(preset, norm):
         packed = pack(copy.deepcopy(model))
         got = packed(x)
     assert all(isinstance(packed[i], PackedBitLinear) for i in (0, 2))
-    assert packed[0].format == ("ternary-b3" if preset == "bitnet-b1.58" else "binary")
-    assert packed[2].scale.shape == ((7,) if preset == "xnor" else ())
+    assert packed[0].format == ("ternary-b3" if preset == "bitnet-b1.58" else "int8" if preset is W8A8 else "binary")
+    assert packed[2].scale.shape == ((7,) if preset == "xnor" or preset is W8A8 else ())
     close(got, want)
 
 
@@ -154,3 +157,26 @@ def test_state_dict_load_and_move_rebuild_the_kernel():
     torch.testing.assert_close(layer(x), other(x))
     layer.to("cpu")
     assert layer.scale.dtype == torch.float32
+
+
+def test_a_decoder_with_an_int8_head_packs_saves_and_loads(tmp_path):
+    """The full-precision head quantized W8A8 (per-row int8 codes) packs at 8 bits per weight, runs the int8
+    kernels, and comes back from a packed file into a skeleton whose head is a plain nn.Linear."""
+    from bitscale.nn import quantize_
+    from bitscale.runs import load_packed
+
+    model = tiny_decoder()
+    quantize_(model, W8A8, filter_fn=lambda m, name: name == "head")
+    idx = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = model(idx)[0]
+        pack(model)
+        got = model(idx)[0]
+    assert isinstance(model.head, PackedBitLinear) and model.head.format == "int8"
+    assert model.head.bits_per_weight == pytest.approx(8 + 32 / 32)
+    close(got, want, rel=1e-3)
+    save_packed_model(model, tmp_path / "m.packed.safetensors")
+    loaded = load_packed(tmp_path / "m.packed.safetensors")
+    assert isinstance(loaded.head, PackedBitLinear) and loaded.head.format == "int8"
+    with torch.no_grad():
+        assert torch.equal(loaded(idx)[0], got)

@@ -7,7 +7,8 @@ fresh install pays the JIT compile (a few seconds per kernel).
 Kernels (each adds raw sums into a zeroed int32 output, then applies the per-row correction):
 
 - `int8_matmul`  S[r, o] = sum_k x[r, k] * u[o, k], u the unsigned plane codes (ternary W + 1 in {0,1,2},
-  binary (W + 1) / 2 in {0,1}); result x.W = S - sum x (ternary) or 2 S - sum x (binary).
+  binary (W + 1) / 2 in {0,1}, int8 W + 128 in [0, 255]); result x.W = S - sum x (ternary), 2 S - sum x
+  (binary) or S - 128 sum x (int8).
 - `xnor_matmul`  n[r, o] = popcount(a[r] XOR b[o]) over the packed sign bits; result K - 2 n.
 
 The inner loops are LLVM IR written here (numba `@intrinsic`), because numba's own integer typing widens
@@ -199,6 +200,7 @@ def _xnor_kernel(rw: int, rx: int):
 
 _t41, _t14, _t11 = _int8_kernel(4, 1, 2), _int8_kernel(1, 4, 2), _int8_kernel(1, 1, 2)
 _b41, _b14, _b11 = _int8_kernel(4, 1, 1), _int8_kernel(1, 4, 1), _int8_kernel(1, 1, 1)
+_i41, _i14, _i11 = _int8_kernel(4, 1, 8), _int8_kernel(1, 4, 8), _int8_kernel(1, 1, 8)
 _x41, _x14, _x11 = _xnor_kernel(4, 1), _xnor_kernel(1, 4), _xnor_kernel(1, 1)
 
 
@@ -216,6 +218,8 @@ def _int8_block(wa, xa, oa, n_out, q, rows, width, o0, o1, bits, chunk):
             for o in range(o0, o1):
                 if bits == 2:
                     _t14(wa + o * q + k0, 0, xa + r * width + k0, width, q, n, oa + (r * n_out + o) * 4, 0, n_out)
+                elif bits == 8:
+                    _i14(wa + o * q + k0, 0, xa + r * width + k0, width, q, n, oa + (r * n_out + o) * 4, 0, n_out)
                 else:
                     _b14(wa + o * q + k0, 0, xa + r * width + k0, width, q, n, oa + (r * n_out + o) * 4, 0, n_out)
             r += 4
@@ -224,21 +228,36 @@ def _int8_block(wa, xa, oa, n_out, q, rows, width, o0, o1, bits, chunk):
             while o + 4 <= o1:
                 if bits == 2:
                     _t41(wa + o * q + k0, q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 1, 0)
+                elif bits == 8:
+                    _i41(wa + o * q + k0, q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 1, 0)
                 else:
                     _b41(wa + o * q + k0, q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 1, 0)
                 o += 4
             while o < o1:
                 if bits == 2:
                     _t11(wa + o * q + k0, 0, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 0, 0)
+                elif bits == 8:
+                    _i11(wa + o * q + k0, 0, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 0, 0)
                 else:
                     _b11(wa + o * q + k0, 0, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 0, 0)
                 o += 1
 
 
+@njit(cache=_CACHE, nogil=True)
+def _corrected(raw, xsum, bits):
+    """x . W from the raw sum x . u of the offset codes u (layout.OFFSET): ternary u = W + 1, int8
+    u = W + 128, binary u = (W + 1) / 2."""
+    if bits == 2:
+        return raw - xsum
+    if bits == 8:
+        return raw - 128 * xsum
+    return 2 * raw - xsum
+
+
 @njit(**_JIT)
 def _int8_driver(w, x, out, bits, block_out, chunk):
     """out (rows, O) int32, zeroed: out = x . W over the layout (see module docstring). w (O, Q) uint8,
-    x (rows, P Q) int8 zero-padded, both C-contiguous; bits 2 (ternary) or 1 (binary)."""
+    x (rows, P Q) int8 zero-padded, both C-contiguous; bits 2 (ternary), 1 (binary) or 8 (int8)."""
     n_out, q = w.shape
     rows, width = x.shape
     xsum = np.empty(rows, np.int32)
@@ -253,12 +272,8 @@ def _int8_driver(w, x, out, bits, block_out, chunk):
         o1 = min(n_out, o0 + block_out)
         _int8_block(w.ctypes.data, x.ctypes.data, out.ctypes.data, n_out, q, rows, width, o0, o1, bits, chunk)
         for r in range(rows):
-            c = xsum[r]
             for o in range(o0, o1):
-                if bits == 2:
-                    out[r, o] = out[r, o] - c
-                else:
-                    out[r, o] = 2 * out[r, o] - c
+                out[r, o] = _corrected(out[r, o], xsum[r], bits)
 
 
 @njit(**_JIT)
@@ -380,7 +395,7 @@ def linear_int8_into(x, norm_w, norm_eps, w, bits, eps, weight_scale, bias, bloc
         for r in range(rows):
             c = xsum[r]
             for o in range(o0, o1):
-                a = acc[r, o] - c if bits == 2 else 2 * acc[r, o] - c
+                a = _corrected(acc[r, o], c, bits)
                 v = (np.float32(a) / scales[r]) * weight_scale[o if per_channel else 0]
                 y[r, o] = v + bias[o] if has_bias else v
 
@@ -491,7 +506,7 @@ def xnor_matmul(w_packed: np.ndarray, a_packed: np.ndarray, in_features: int) ->
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel on tiny inputs."""
     w = np.zeros((4, 64), np.uint8)
-    for bits in (2, 1):
+    for bits in (2, 1, 8):
         for rows in (1, 4):
             int8_matmul(w, np.zeros((rows, 64 * 8 // bits), np.int8), bits)
     xnor_matmul(w, np.zeros((1, 64), np.uint8), 1)

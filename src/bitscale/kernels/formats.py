@@ -1,4 +1,4 @@
-"""Packed storage formats for 1-bit and ternary weight codes (see docs/formats.md, byte by byte).
+"""Packed storage formats for 1-bit, ternary and int8 weight codes (see docs/formats.md, byte by byte).
 
 A weight matrix W (out, in) quantized to integer codes C and a scale s (W ~= s * C, see
 `bitscale.quant.weights`) is stored as a uint8 matrix of shape (out, ceil(in / per_byte)): each row is
@@ -14,6 +14,7 @@ The unpadded in_features is recorded next to the bytes (`PackedWeight.shape`).
 | `ternary-b3` | {-1, 0, +1} | 5        | byte = sum_i t_i 3^i, t_i = code of weight 5(j // 5) + i, plus 1 | 1.6       |
 |              |             |          | (first weight = least significant trit); padding t = 1;        |           |
 |              |             |          | bytes 243..255 invalid                                         |           |
+| `int8`       | -128..127   | 1        | byte j = code of weight j + 128 (offset binary)                | 8         |
 
 Scales are float32: one (shape ()) per tensor or one per output channel (shape (out,)); they count
 32 bits each in `bits_per_weight`. Everything here is vectorized torch on the CPU, processed in blocks of
@@ -27,12 +28,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-FORMATS = ("binary", "ternary2", "ternary-b3")
+FORMATS = ("binary", "ternary2", "ternary-b3", "int8")
 # Codes per byte and the kernel kind (bitscale.kernels.ops.prepare_weights) of each format.
-CODES_PER_BYTE = {"binary": 8, "ternary2": 4, "ternary-b3": 5}
-KIND = {"binary": "binary", "ternary2": "ternary", "ternary-b3": "ternary"}
+CODES_PER_BYTE = {"binary": 8, "ternary2": 4, "ternary-b3": 5, "int8": 1}
+KIND = {"binary": "binary", "ternary2": "ternary", "ternary-b3": "ternary", "int8": "int8"}
 # The format each weight scheme packs into by default (base-3 for ternary: the densest).
-DEFAULT_FORMAT = {"binary": "binary", "sign": "binary", "ternary": "ternary-b3"}
+DEFAULT_FORMAT = {"binary": "binary", "sign": "binary", "ternary": "ternary-b3", "int8": "int8"}
 SCALE_DTYPE = torch.float32
 SCALE_BITS = 32
 GRANULARITIES = ("tensor", "channel")
@@ -81,6 +82,11 @@ def pack_codes(codes: Tensor, fmt: str) -> Tensor:
     pad = nb * per - n_in
     for a, b in _row_blocks(out, nb * per):
         c = codes[a:b].to(torch.int32)
+        if fmt == "int8":
+            if c.numel() and (c.min() < -128 or c.max() > 127):
+                raise ValueError("pack_codes: format 'int8' takes codes in -128..127, got others")
+            packed[a:b] = (c + 128).to(torch.uint8)
+            continue
         if c.numel() and not torch.isin(c, torch.tensor(allowed, dtype=torch.int32)).all():
             raise ValueError(f"pack_codes: format {fmt!r} takes codes in {set(allowed)}, got others")
         if fmt == "binary":
@@ -111,6 +117,9 @@ def unpack_codes(packed: Tensor, fmt: str, in_features: int) -> Tensor:
     codes = torch.empty((out, in_features), dtype=torch.int8)
     for a, b in _row_blocks(out, nb * per):
         byte = packed[a:b].to(torch.int32)
+        if fmt == "int8":  # every byte is a code
+            codes[a:b] = (byte - 128).to(torch.int8)
+            continue
         if fmt == "binary":
             c = ((byte[..., None] >> _SHIFT1) & 1) * 2 - 1
         elif fmt == "ternary2":
@@ -174,7 +183,7 @@ class PackedWeight:
 
     @property
     def kind(self) -> str:
-        """'binary' or 'ternary': the kernel kind of the codes."""
+        """'binary', 'ternary' or 'int8': the kernel kind of the codes."""
         return KIND[self.format]
 
     @property
@@ -208,20 +217,20 @@ def pack_weight(codes: Tensor, scale: Tensor, fmt: str) -> PackedWeight:
 
 
 def pack_quantized(q, fmt: "str | None" = None) -> PackedWeight:
-    """Pack a `bitscale.quant.QuantizedWeight` (binary / sign / ternary, per tensor or per channel).
+    """Pack a `bitscale.quant.QuantizedWeight` (binary / sign / ternary / int8, per tensor or per channel).
     `fmt` defaults to DEFAULT_FORMAT[q.scheme]."""
     if q.scheme not in DEFAULT_FORMAT:
         raise ValueError(f"pack: weight scheme {q.scheme!r} has no packed format (binary, sign and ternary do)")
     if q.granularity not in GRANULARITIES:
         raise ValueError(f"pack: granularity {q.granularity!r} has no packed format (tensor and channel do)")
     fmt = fmt or DEFAULT_FORMAT[q.scheme]
-    if KIND[fmt] == "binary" and q.scheme == "ternary":
-        raise ValueError(f"pack: ternary codes do not fit format {fmt!r}")
+    if KIND[fmt] == "binary" and q.scheme == "ternary" or (KIND[fmt] == "int8") != (q.scheme == "int8"):
+        raise ValueError(f"pack: {q.scheme} codes do not fit format {fmt!r}")
     return pack_weight(q.codes.reshape(q.codes.shape[0], -1), q.scale, fmt)
 
 
 def ideal_bits(fmt: str) -> float:
-    """Bits per code without padding: 1, 2, or 8/5 = 1.6 (log2(3) = 1.585 is the entropy bound)."""
+    """Bits per code without padding: 1, 2, 8/5 = 1.6 (log2(3) = 1.585 is the entropy bound), or 8."""
     _check_format(fmt)
     return 8 / CODES_PER_BYTE[fmt]
 

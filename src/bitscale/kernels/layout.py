@@ -12,6 +12,11 @@ ternary (P = 4, 2 bits per weight)
     Padding weights (k >= in_features) are stored as 1 (code 0).
     Q = roundup(ceil(in / 4), 64); padded in_features = 4 Q.
 
+int8 (P = 1, 8 bits per weight)
+    byte j of row o = W[o, j] + 128, W in [-128, 127] (an int8 code offset to unsigned). Padding 128
+    (code 0). Q = roundup(in, 64); padded in_features = Q. For full-precision-ish layers (a W8A8 output
+    head) that run through the same int8 kernels.
+
 binary (P = 8, 1 bit per weight)
     byte j of row o, bit t (t = 0..7, LSB first) = 1 if W[o, t Q + j] = +1, 0 if it is -1.
     Padding bits are 0. Q = roundup(ceil(in / 8), 64); padded in_features = 8 Q.
@@ -31,9 +36,10 @@ import torch
 from torch import Tensor
 
 ALIGN = 64  # bytes: row_bytes is a multiple of this (one 512-bit vector)
-KINDS = ("ternary", "binary")
-PLANES = {"ternary": 4, "binary": 8}  # codes per byte
-BITS = {"ternary": 2, "binary": 1}  # bits per code
+KINDS = ("ternary", "binary", "int8")
+PLANES = {"ternary": 4, "binary": 8, "int8": 1}  # codes per byte
+BITS = {"ternary": 2, "binary": 1, "int8": 8}  # bits per code
+OFFSET = {"ternary": 1, "int8": 128}  # stored code = W + offset (binary: (W + 1) / 2)
 # Most rows of codes packed at once (keeps the uint8 temporaries of a 16384 x 16384 matrix small).
 _BLOCK_ELEMENTS = 1 << 24
 
@@ -66,8 +72,8 @@ def _planes(codes: Tensor, kind: str, fill: int) -> Tensor:
 
 
 def pack(codes: Tensor, kind: str) -> Tensor:
-    """Pack int8 codes (out, in) (already validated: {-1, 0, 1} for ternary, {-1, 1} for binary) into the
-    kernel layout: a contiguous uint8 tensor (out, row_bytes)."""
+    """Pack int8 codes (out, in) (already validated: {-1, 0, 1} for ternary, {-1, 1} for binary, any int8
+    for int8) into the kernel layout: a contiguous uint8 tensor (out, row_bytes)."""
     _check_kind(kind)
     codes = codes.detach().to("cpu")
     out_f, n_in = codes.shape
@@ -79,6 +85,8 @@ def pack(codes: Tensor, kind: str) -> Tensor:
         if kind == "ternary":
             planes = _planes((block + 1).to(torch.uint8), kind, 1)
             packed[start : start + step] = planes[:, 0] | (planes[:, 1] << 2) | (planes[:, 2] << 4) | (planes[:, 3] << 6)
+        elif kind == "int8":
+            packed[start : start + step] = _planes((block.to(torch.int16) + 128).to(torch.uint8), kind, 128)[:, 0]
         else:
             planes = _planes((block > 0).to(torch.uint8), kind, 0)
             acc = planes[:, 0].clone()
@@ -94,7 +102,10 @@ def unpack(packed: Tensor, kind: str, in_features: int) -> Tensor:
     p, bits = PLANES[kind], BITS[kind]
     mask = (1 << bits) - 1
     planes = torch.stack([(packed >> (t * bits)) & mask for t in range(p)], dim=1)  # (out, P, Q)
-    flat = planes.reshape(packed.shape[0], -1)[:, :in_features].to(torch.int8)
+    flat = planes.reshape(packed.shape[0], -1)[:, :in_features]
+    if kind == "int8":
+        return (flat.to(torch.int16) - 128).to(torch.int8)
+    flat = flat.to(torch.int8)
     return flat - 1 if kind == "ternary" else flat * 2 - 1
 
 

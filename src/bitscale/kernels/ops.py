@@ -1,6 +1,6 @@
 """The public kernel API: prepare a layer's weights once, then run integer and quantized linear products.
 
-    w = prepare_weights(codes, "ternary")          # int8 codes (out, in) in {-1, 0, 1}; or "binary", {-1, 1}
+    w = prepare_weights(codes, "ternary")          # int8 codes (out, in) in {-1, 0, 1}; "binary", {-1, 1}; "int8"
     y = packed_linear(x, w, scale)                  # y = Q_a(x) @ codes^T / act_scale * scale, in x's dtype
     acc = int_matmul(x_codes, w)                    # exact int32 x_codes @ codes^T
 
@@ -24,7 +24,8 @@ from . import layout, reference
 BACKENDS = ("auto", "numba", "reference")
 ACTS = ("int8", "binary")
 KINDS = layout.KINDS
-MAX_IN_FEATURES = 1 << 22  # int32 accumulators: |x . w| <= 2 * 128 * padded in_features < 2^31
+# int32 accumulators: the raw sums |x . u| <= 2 * 128 * padded in_features (ternary), 255 * 128 * it (int8) < 2^31
+MAX_IN_FEATURES = {"ternary": 1 << 22, "binary": 1 << 22, "int8": 1 << 16}
 
 _cpu_module: Any = None
 _cpu_error: "str | None" = None
@@ -129,7 +130,8 @@ def _check_weights(w: Any) -> None:
 
 def prepare_weights(codes: Tensor, kind: str) -> KernelWeights:
     """Pack int8 weight codes (out, in) into the kernel layout. kind "ternary": codes in {-1, 0, 1};
-    "binary": codes in {-1, 1}. Any in_features (rows are padded internally)."""
+    "binary": codes in {-1, 1}; "int8": any int8 code (in_features <= 65536). Any in_features (rows are
+    padded internally)."""
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
     if not isinstance(codes, Tensor):
@@ -138,9 +140,9 @@ def prepare_weights(codes: Tensor, kind: str) -> KernelWeights:
         raise ValueError(f"codes: expected dtype torch.int8, got {codes.dtype}")
     if codes.dim() != 2 or codes.shape[1] == 0:
         raise ValueError(f"codes: expected a 2-d (out_features, in_features) tensor, got shape {tuple(codes.shape)}")
-    if codes.shape[1] > MAX_IN_FEATURES:
-        raise ValueError(f"codes: in_features {codes.shape[1]} exceeds the int32 kernels' limit {MAX_IN_FEATURES}")
-    if codes.numel():
+    if codes.shape[1] > MAX_IN_FEATURES[kind]:
+        raise ValueError(f"codes: in_features {codes.shape[1]} exceeds the int32 kernels' limit {MAX_IN_FEATURES[kind]}")
+    if codes.numel() and kind != "int8":  # any int8 code is an int8 code
         low, high = int(codes.min()), int(codes.max())
         if low < -1 or high > 1:
             bad = low if low < -1 else high

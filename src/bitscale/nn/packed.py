@@ -2,7 +2,7 @@
 
 `pack(model)` swaps, in place, every BitLinear whose config has
 
-    weights      ternary, binary or sign codes, scaled per tensor or per output channel, and
+    weights      ternary, binary, sign or int8 codes, scaled per tensor or per output channel, and
     activations  int8 (per-token absmax: bitnet, bitnet-b1.58) or binary (xnor)
 
 for a PackedBitLinear that holds the codes in a packed storage format (`bitscale.kernels.formats`), the
@@ -11,9 +11,10 @@ float32 scale, the layer's RMSNorm gain and bias, and computes
     y = packed_linear(RMSNorm(x), codes, scale) + b       (bitscale.kernels.ops.packed_linear)
 
 i.e. Q_a(x) @ codes^T in integers, times the activation scale^-1 and the weight scale: the fake-quant
-forward of BitLinear up to float rounding. Other layers are left alone: fp32 / int-k weights (no 1-bit or
-ternary kernel), full-precision, int4 or atom activations, and group-wise scales; `unpackable_reason`
-says why for a given layer.
+forward of BitLinear up to float rounding. int8 weights (a W8A8 output head, say) run through the same
+int8 kernels at 8 bits per weight. Other layers are left alone: fp32 / int2-4 weights (no kernel),
+full-precision, int4 or atom activations, and group-wise scales; `unpackable_reason` says why for a given
+layer.
 
 `save_packed_model(model, path)` writes a packed model to one packed file (`bitscale.kernels.packfile`);
 `load_packed_model(path, skeleton)` fills a model skeleton, with the packed layers constructed directly
@@ -35,7 +36,7 @@ from torch import Tensor
 from ..quant import QuantConfig, resolve_config
 from .bitlinear import BitLinear
 
-PACKABLE_WEIGHTS = ("ternary", "binary", "sign")
+PACKABLE_WEIGHTS = ("ternary", "binary", "sign", "int8")
 PACKABLE_ACTS = ("int8", "binary")
 PACKABLE_GRANULARITIES = ("tensor", "channel")
 
@@ -51,7 +52,7 @@ def _formats():
 def config_reason(config: QuantConfig) -> "str | None":
     """Why a BitLinear with `config` cannot be packed, or None if it can."""
     if config.weight not in PACKABLE_WEIGHTS:
-        return f"weight scheme {config.weight!r} (packed kernels take ternary, binary or sign weights)"
+        return f"weight scheme {config.weight!r} (packed kernels take ternary, binary, sign or int8 weights)"
     if config.act not in PACKABLE_ACTS:
         return f"activation scheme {config.act!r} (packed kernels take int8 or binary activations)"
     if config.granularity not in PACKABLE_GRANULARITIES:
@@ -115,7 +116,8 @@ class PackedBitLinear(nn.Module):
     @classmethod
     def from_bitlinear(cls, layer: BitLinear, fmt: "str | None" = None, backend: str = "auto") -> "PackedBitLinear":
         """Quantize `layer`'s latent weight with its own config and pack the codes (format `fmt`, default
-        `ternary-b3` for ternary, `binary` for binary / sign). Raises ValueError when it cannot be packed."""
+        `ternary-b3` for ternary, `binary` for binary / sign, `int8` for int8). Raises ValueError when it
+        cannot be packed."""
         from ..quant import quantize_weight
 
         reason = unpackable_reason(layer)
@@ -216,7 +218,7 @@ def pack(
         filter_fn: `filter_fn(module, fully_qualified_name) -> bool` selects the layers (default: all).
         backend: passed to `packed_linear` by every packed layer.
 
-    Layers `unpackable_reason` rejects (fp32 or int-k weights, fp32 / int4 / atom activations, group
+    Layers `unpackable_reason` rejects (fp32 or int2/3/4 weights, fp32 / int4 / atom activations, group
     scales) stay as they are. The model is switched to eval mode: packed layers are inference only.
     """
     if ternary_format not in ("ternary-b3", "ternary2"):
@@ -304,8 +306,9 @@ def load_packed_model(path, model: nn.Module, *, backend: str = "auto") -> nn.Mo
             old = model.get_submodule(name)
         except AttributeError:
             raise PackedFileError(f"{path}: layer {name!r}: no such module in the model") from None
-        if not isinstance(old, (BitLinear, PackedBitLinear)) or (old.out_features, old.in_features) != pw.shape:
-            raise PackedFileError(f"{path}: layer {name!r}: the model has no ({pw.shape[0]}, {pw.shape[1]}) BitLinear there")
+        # nn.Linear too: a full-precision layer of the skeleton (a Decoder's head) packed as int8.
+        if not isinstance(old, (nn.Linear, PackedBitLinear)) or (old.out_features, old.in_features) != pw.shape:
+            raise PackedFileError(f"{path}: layer {name!r}: the model has no ({pw.shape[0]}, {pw.shape[1]}) linear layer there")
         try:
             config = QuantConfig.model_validate(attrs.get("config", {}))
             layer = PackedBitLinear(

@@ -106,8 +106,8 @@ class QuantConfig(BaseModel):
     @property
     def packed_format(self) -> str | None:
         """The packed storage format (`bitscale.kernels.formats`) the weight codes are stored in: `binary`
-        for sign / binary, `ternary-b3` for ternary (its default), when the scales are per tensor or per
-        channel; None otherwise (fp32, int-k, group scales). This is the weight's storage only: whether a
+        for sign / binary, `ternary-b3` for ternary (its default), `int8` for int8, when the scales are per
+        tensor or per channel; None otherwise (fp32, int2/3/4, group scales). This is the weight's storage only: whether a
         packed kernel runs the layer also depends on the activations (`bitscale.nn.packed.config_reason`)."""
         formats = _formats()
         if self.weight not in formats.DEFAULT_FORMAT or self.granularity not in formats.GRANULARITIES:
@@ -119,10 +119,11 @@ class QuantConfig(BaseModel):
 
         - a weight with a packed format: exactly `bitscale.kernels.formats.bits_per_weight` (the packed
           bytes with their row padding, plus the float32 scales): 1.6 + 32 / numel for a ternary matrix
-          in `ternary-b3` whose rows are a multiple of 5, 1 + 32 / numel for sign / binary;
+          in `ternary-b3` whose rows are a multiple of 5, 1 + 32 / numel for sign / binary, 8 + 32 / numel
+          for int8 per tensor;
         - ternary / binary with group scales (no packed format): the codes in the scheme's default
           format's bytes, plus `scale_bits` per group scale;
-        - int-k: k bits per code plus `scale_bits` per scale (no packed format yet);
+        - int2/3/4, and int8 with group scales: k bits per code plus `scale_bits` per scale (no packed format);
         - fp32: 32.
         """
         if self.weight == "fp32":
