@@ -72,3 +72,21 @@ def test_the_projection_order_is_the_kernels_order():
     from bitscale.kernels import decode_cpu
 
     assert fast_decode.PROJECTIONS == decode_cpu.PROJECTIONS
+
+
+def test_the_thread_chooser_follows_the_faster_count_and_keeps_exploring():
+    chooser = fast_decode.ThreadChooser(2, explore=4, window=3)
+    cost = {1: 3.0, 2: 1.0}  # an idle machine: 2 threads are faster
+    picks = []
+    for _ in range(12):
+        n = chooser.pick()
+        picks.append(n)
+        chooser.record(n, cost[n])
+    assert picks[:2] == [2, 1]  # each count timed once first
+    assert picks.count(1) == 1 + 3 and chooser.current == 2  # then 1 thread only when exploring (steps 4, 8, 12)
+    cost = {1: 3.0, 2: 20.0}  # a competing process arrives: 2 threads now stall
+    for _ in range(12):
+        n = chooser.pick()
+        chooser.record(n, cost[n])
+    assert chooser.current == 1
+    assert fast_decode.ThreadChooser(1).options == [1]

@@ -81,6 +81,7 @@ def bench_decode(
     repeats: int = typer.Option(3, "--repeats", help="processes per variant, interleaved (medians reported)"),
     variants: str = typer.Option("fp32,bf16,packed", "--variants", help="some of fp32, bf16, packed"),
     busy: bool = typer.Option(False, "--busy", help="keep one core busy with another process throughout"),
+    head: str = typer.Option("int8", "--head", help="the packed variant's head: int8 (W8A8) | fp32"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON instead of the table"),
 ) -> None:
     """Prefill and decode a random ternary decoder, packed against torch fp32 and bf16, in one run.
@@ -101,6 +102,8 @@ def bench_decode(
         fail(f"--prompt + --new: at most 65536 positions, got {prompt + new}")
     if threads > (os.cpu_count() or 1):
         fail(f"--threads: this machine has {os.cpu_count()} cores, got {threads}")
+    if head not in decode_bench.HEADS:
+        fail(f"--head: expected one of {', '.join(decode_bench.HEADS)}, got {head!r}")
     variant_list = tuple(v for v in variants.replace(" ", "").split(",") if v)
     if not variant_list or any(v not in decode_bench.VARIANTS for v in variant_list) or len(set(variant_list)) < len(variant_list):
         fail(f"--variants: expected some of {', '.join(decode_bench.VARIANTS)}, each once, got {variants!r}")
@@ -116,7 +119,7 @@ def bench_decode(
         task = bar.add_task(f"decode {shape}", total=total) if not as_json else None
         try:
             result = decode_bench.run_benchmark(
-                shape, prompt, new, threads, repeats, variant_list, busy,
+                shape, prompt, new, threads, repeats, variant_list, busy, head,
                 on_run=(lambda _: bar.advance(task)) if task is not None else None)
         except RuntimeError as e:
             fail(str(e))

@@ -9,7 +9,9 @@ the same three FFN matrices). Variants, each built from the same seed:
           done in place: a copy would hold the 2b4t shape's 10 GB twice)
 - bf16    the same cast to bfloat16
 - packed  `bitscale.nn.pack`: ternary-b3 weights, int8 activations; a decode step runs every block in one
-          numba call (`bitscale.models.fast_decode`); embedding and head stay fp32
+          numba call (`bitscale.models.fast_decode`). The head is quantized W8A8 (int8 codes per output
+          row, int8 activations; `head="int8"`, the default, as llama.cpp's 8-bit output tensors) or kept
+          in fp32 (`head="fp32"`); the embedding stays fp32 (one row is read per token)
 
 Every variant runs in its own process, so that its resident memory is its own, and the processes are
 interleaved (fp32, bf16, packed, fp32, ...) `repeats` times; the medians are reported. Each prefills the
@@ -35,6 +37,7 @@ SHAPES = {
     "2b4t": dict(vocab_size=128256, n_layer=30, n_head=20, d_model=2560, d_ff=6912),
 }
 VARIANTS = ("fp32", "bf16", "packed")
+HEADS = ("int8", "fp32")  # the packed variant's output head
 _BYTES_PER_PARAM = {"fp32": 4, "bf16": 6, "packed": 4}  # the fp32 model is built first in every variant
 
 
@@ -58,7 +61,7 @@ def memory_needed(shape: str, variant: str) -> int:
     return _BYTES_PER_PARAM[variant] * n_params(shape)
 
 
-def run_variant(shape: str, variant: str, prompt: int, new: int, threads: int) -> dict:
+def run_variant(shape: str, variant: str, prompt: int, new: int, threads: int, head: str = "int8") -> dict:
     """Build the shape as `variant`, prefill `prompt` tokens and decode `new` greedily; timings and memory."""
     import torch
 
@@ -71,6 +74,9 @@ def run_variant(shape: str, variant: str, prompt: int, new: int, threads: int) -
     cfg = DecoderConfig(**SHAPES[shape], block_size=prompt + new, quant="bitnet-b1.58", tie_weights=False)
     model = Decoder(cfg, seed=0).eval()
     if variant == "packed":
+        if head == "int8":
+            w8a8 = {"weight": "int8", "act": "int8", "granularity": "channel"}
+            quantize_(model, w8a8, filter_fn=lambda module, name: name == "head")
         model = pack(model)
         for layer in packed_layers(model).values():
             layer.prepare()
@@ -105,7 +111,7 @@ def _spinner() -> subprocess.Popen:
 
 
 def run_benchmark(shape: str, prompt: int, new: int, threads: int, repeats: int, variants=VARIANTS,
-                  busy: bool = False, on_run: "Callable[[str], None] | None" = None) -> dict:
+                  busy: bool = False, head: str = "int8", on_run: "Callable[[str], None] | None" = None) -> dict:
     """Run every variant `repeats` times, interleaved, each in a fresh process; medians per variant."""
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     spinner = _spinner() if busy else None
@@ -114,7 +120,8 @@ def run_benchmark(shape: str, prompt: int, new: int, threads: int, repeats: int,
         for _ in range(repeats):
             for variant in variants:
                 done = subprocess.run(
-                    [sys.executable, "-m", "bitscale.models.decode_bench", shape, variant, str(prompt), str(new), str(threads)],
+                    [sys.executable, "-m", "bitscale.models.decode_bench", shape, variant, str(prompt), str(new),
+                     str(threads), head],
                     capture_output=True, text=True, env=env)
                 if done.returncode != 0:
                     last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -140,7 +147,7 @@ def run_benchmark(shape: str, prompt: int, new: int, threads: int, repeats: int,
                                 "decode": p["decode_tok_s"] / b["decode_tok_s"],
                                 "memory": p["rss_bytes"] / b["rss_bytes"]}
     return {"shape": shape, "config": SHAPES[shape], "prompt": prompt, "new": new, "threads": threads,
-            "repeats": repeats, "busy": busy, "rows": rows, "packed_over": ratios}
+            "repeats": repeats, "busy": busy, "head": head, "rows": rows, "packed_over": ratios}
 
 
 def render(result: dict) -> str:
@@ -148,6 +155,7 @@ def render(result: dict) -> str:
     lines = [f"decode benchmark: shape {result['shape']} {result['config']}, prompt {result['prompt']}, "
              f"new {result['new']}, {result['threads']} threads"
              + (", one core kept busy by another process" if result["busy"] else "")
+             + f", packed head {result['head']}"
              + f"; medians of {result['repeats']} interleaved runs per variant",
              f"{'variant':<8}{'prefill tok/s':>15}{'decode tok/s':>14}{'VmRSS MiB':>11}"]
     for variant, r in result["rows"].items():
@@ -157,6 +165,7 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # one variant's process: python -m bitscale.models.decode_bench SHAPE VARIANT PROMPT NEW THREADS
+if __name__ == "__main__":  # one variant's process: python -m bitscale.models.decode_bench SHAPE VARIANT PROMPT NEW THREADS HEAD
     shape_arg, variant_arg, prompt_arg, new_arg, threads_arg = sys.argv[1:6]
-    print(json.dumps(run_variant(shape_arg, variant_arg, int(prompt_arg), int(new_arg), int(threads_arg))))
+    head_arg = sys.argv[6] if len(sys.argv) > 6 else "int8"
+    print(json.dumps(run_variant(shape_arg, variant_arg, int(prompt_arg), int(new_arg), int(threads_arg), head_arg)))

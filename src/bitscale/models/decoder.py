@@ -285,11 +285,12 @@ class Decoder(nn.Module):
         if T == 1 and not torch.is_grad_enabled() and cache.k.dtype == torch.float32 and cache.k.is_cpu:
             engine = fast_decode.engine_for(self)
         if engine is not None:  # a packed model's decode step: every block in one numba call
-            x = engine.blocks(x[:, 0], cache, self.rope_cos, self.rope_sin)[:, None]
-        else:
-            cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
-            for i, block in enumerate(self.blocks):
-                x = block(x, cos, sin, cache, i)
+            logits = engine.step(self, x[:, 0], cache)
+            cache.length = start + T
+            return logits
+        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache, i)
         cache.length = start + T
         return self.head(self.norm(x))
 

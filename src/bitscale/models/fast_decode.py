@@ -12,7 +12,10 @@ was replaced or re-prepared (a move, a state-dict load), so it never runs stale 
 
 from __future__ import annotations
 
+import collections
 import importlib
+import statistics
+import time
 
 import numpy as np
 import torch
@@ -85,6 +88,7 @@ class FastDecode:
         self.relu2 = cfg.mlp == "relu2"
         self.n_head = cfg.n_head
         self._blocks = list(model.blocks)
+        self.threads = ThreadChooser(importlib.import_module("numba").get_num_threads())
 
     def is_current(self, model) -> bool:
         """Whether every projection module, its prepared forward and every block norm are the ones planned."""
@@ -106,6 +110,52 @@ class FastDecode:
             self.n_head,
         )
         return h
+
+    def step(self, model, h: Tensor, cache) -> Tensor:
+        """Logits (B, 1, vocab) of a one-token step from its embeddings h (B, d): the blocks, the final norm
+        and the head, at the numba thread count `threads` picks, which learns from this step's time."""
+        import numba
+
+        before = numba.get_num_threads()
+        n = self.threads.pick()
+        numba.set_num_threads(n)
+        try:
+            start = time.perf_counter()
+            logits = model.head(model.norm(self.blocks(h, cache, model.rope_cos, model.rope_sin)[:, None]))
+            self.threads.record(n, time.perf_counter() - start)
+        finally:
+            numba.set_num_threads(before)
+        return logits
+
+
+class ThreadChooser:
+    """The thread count a decode step runs at, chosen by measurement, step by step.
+
+    On an idle machine all threads are fastest. When another process holds a core, a parallel region waits
+    for its descheduled worker, a scheduler time slice per region and a few dozen regions per step: one
+    thread is then several times faster (benchmarks/RESULTS.md, decode with --busy). So the chooser runs the
+    count whose median over its last `window` steps is lower, and every `explore` steps times one step at
+    the other count, to notice when the machine changes.
+    """
+
+    def __init__(self, max_threads: int, explore: int = 16, window: int = 5) -> None:
+        self.options = sorted({1, max(1, int(max_threads))})
+        self.times: dict[int, collections.deque] = {k: collections.deque(maxlen=window) for k in self.options}
+        self.current, self.explore, self.steps = self.options[-1], explore, 0
+
+    def pick(self) -> int:
+        self.steps += 1
+        untimed = [k for k in self.options if not self.times[k]]
+        if untimed:
+            return untimed[-1]
+        if len(self.options) > 1 and self.steps % self.explore == 0:
+            return next(k for k in self.options if k != self.current)
+        return self.current
+
+    def record(self, threads: int, seconds: float) -> None:
+        self.times[threads].append(seconds)
+        timed = [k for k in self.options if self.times[k]]
+        self.current = min(timed, key=lambda k: statistics.median(self.times[k]))
 
 
 def engine_for(model) -> "FastDecode | None":
