@@ -9,11 +9,12 @@ For each shape (out x in), batch 1 (a decode GEMV) with ternary-b3 weights and i
           scales and the output tensor, everything a decoder pays per projection
 
 Then a whole decode step: a random packed decoder (`--decoder`, default d_model 1024 x 8 layers, 16
-heads, SwiGLU 2816, byte vocabulary, 128 cached positions) through `Decoder.step` (the numba engine of
-`bitscale.models.fast_decode`: norms, RoPE, attention, SwiGLU, head and sampling's argmax), against its
+heads, SwiGLU 2816, byte vocabulary, W8A8 head, 128 cached positions) through `Decoder.step` (the numba
+engine of `bitscale.models.fast_decode`: norms, RoPE, attention, SwiGLU, head and sampling's argmax), against its
 projections alone: every block's seven bare kernel calls on pre-quantized codes, back to back. The step /
-kernels ratio is what a decode step pays beyond its GEMVs (a llama.cpp-style loop pays the attention
-and the vector work, a few percent at this size).
+kernels ratio is what a decode step pays beyond its block GEMVs: the head, the attention's read of the
+fp32 KV cache (8 MB at this size and position, a third of the weights' 26 MB), the vector work and the
+calls around them.
 
 The two are timed in alternating runs of `--run` calls each (kernel x run, module x run, kernel x run,
 ...), as a decoder calls its projections back to back, and the medians of the per-call times compared.
@@ -64,12 +65,16 @@ def measure(out_features: int, in_features: int, repeats: int, run: int) -> tupl
 def measure_step(n_layer: int, d_model: int, repeats: int) -> tuple[float, float]:
     """(kernels ms, step ms): the bare kernels of one decode step back to back, and the step itself."""
     from bitscale.models.decoder import Decoder, DecoderConfig
-    from bitscale.nn import pack
+    from bitscale.nn import pack, quantize_
     from bitscale.nn.packed import packed_layers
 
     cfg = DecoderConfig(vocab_size=256, n_layer=n_layer, n_head=d_model // 64, d_model=d_model, block_size=256,
                         quant="bitnet-b1.58")
-    model = pack(Decoder(cfg, seed=0).eval())
+    model = Decoder(cfg, seed=0).eval()
+    # The head W8A8, as `bitscale bench decode` runs it: a torch F.linear head would wake torch's thread
+    # pool on every step, and its spinning workers would stall the next step's numba regions.
+    quantize_(model, {"weight": "int8", "act": "int8", "granularity": "channel"}, filter_fn=lambda m, n: n == "head")
+    model = pack(model)
     calls = []
     for layer in packed_layers(model).values():
         if layer.out_features == cfg.vocab_size:
