@@ -67,3 +67,20 @@ def test_training_after_swap_updates_original_parameters():
     opt.step()
     assert model[0].weight is original
     assert not torch.equal(original, before)
+
+
+def test_dequantize_in_place_and_the_copy_give_the_fake_quant_outputs():
+    from bitscale.nn.quantize import dequantize_, dequantized_copy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(BitLinear(16, 8, quant="bitnet-b1.58", norm=True), nn.ReLU(), BitLinear(8, 4, quant="bitnet"))
+    x = torch.randn(3, 16)
+    copy = dequantized_copy(model)
+    assert all(m.config.is_full_precision for m in copy.modules() if isinstance(m, BitLinear))
+    assert not any(m.config.is_full_precision for m in model.modules() if isinstance(m, BitLinear))
+    weights = [m.quantized_weight() for m in model.modules() if isinstance(m, BitLinear)]
+    with torch.no_grad():
+        dense = copy(x)
+        same = dequantize_(model)
+        assert same is model and torch.equal(model(x), dense)
+    assert all(torch.equal(m.weight, w) for m, w in zip((m for m in model.modules() if isinstance(m, BitLinear)), weights))

@@ -5,8 +5,8 @@ Shapes: `tiny` (d_model 128, 2 layers: a smoke test of the harness), `small` (d_
 2B4T's (hidden 2560, FFN 6912, 30 layers, 20 heads, vocabulary 128,256; SwiGLU where 2B4T gates ReLU^2,
 the same three FFN matrices). Variants, each built from the same seed:
 
-- fp32    the dequantized weights Q(W) in fp32 through F.linear (`bitscale.nn.quantize.dequantized_copy`,
-          done in place: a copy would hold the 2b4t shape's 10 GB twice)
+- fp32    the dequantized weights Q(W) in fp32 through F.linear (`bitscale.nn.quantize.dequantize_`, in
+          place: `dequantized_copy` would hold the 2b4t shape's 10 GB twice)
 - bf16    the same cast to bfloat16
 - packed  `bitscale.nn.pack`: ternary-b3 weights, int8 activations; a decode step runs every block in one
           numba call (`bitscale.models.fast_decode`). The head is quantized W8A8 (int8 codes per output
@@ -65,7 +65,8 @@ def run_variant(shape: str, variant: str, prompt: int, new: int, threads: int, h
     """Build the shape as `variant`, prefill `prompt` tokens and decode `new` greedily; timings and memory."""
     import torch
 
-    from ..nn import BitLinear, pack, quantize_
+    from ..nn import pack, quantize_
+    from ..nn.quantize import dequantize_
     from ..nn.packed import packed_layers
     from . import fast_decode
     from .decoder import Decoder, DecoderConfig
@@ -81,11 +82,7 @@ def run_variant(shape: str, variant: str, prompt: int, new: int, threads: int, h
         for layer in packed_layers(model).values():
             layer.prepare()
     else:
-        with torch.no_grad():
-            for layer in model.modules():
-                if isinstance(layer, BitLinear):
-                    layer.weight.copy_(layer.quantized_weight())
-        model = quantize_(model, "fp32").eval()
+        model = dequantize_(model)  # in place: a copy would hold the 2b4t shape's 10 GB twice
         if variant == "bf16":
             model = model.to(torch.bfloat16)
     ids = torch.randint(0, cfg.vocab_size, (1, prompt), generator=torch.Generator().manual_seed(0))

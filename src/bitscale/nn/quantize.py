@@ -53,17 +53,21 @@ def quantize_(
     return convert(model, "")
 
 
-def dequantized_copy(model: nn.Module) -> nn.Module:
-    """A copy of `model` for plain dense inference, the baseline a packed model is measured against:
-    every BitLinear holds its dequantized weight Q(W) and multiplies with F.linear (its RMSNorm kept,
-    activations not quantized). Cast it (`.to(torch.bfloat16)`) for a bf16 baseline."""
-    import copy
-
+def dequantize_(model: nn.Module) -> nn.Module:
+    """In place, the model for plain dense inference: every BitLinear holds its dequantized weight Q(W)
+    and multiplies with F.linear (its RMSNorm kept, activations not quantized). Returns it in eval mode."""
     import torch
 
-    dense = copy.deepcopy(model)
     with torch.no_grad():
-        for layer in dense.modules():
+        for layer in model.modules():
             if isinstance(layer, BitLinear):
                 layer.weight.copy_(layer.quantized_weight())
-    return quantize_(dense, "fp32").eval()
+    return quantize_(model, "fp32").eval()
+
+
+def dequantized_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model` for plain dense inference, the baseline a packed model is measured against
+    (`dequantize_` on a deep copy). Cast it (`.to(torch.bfloat16)`) for a bf16 baseline."""
+    import copy
+
+    return dequantize_(copy.deepcopy(model))
