@@ -26,12 +26,21 @@ def test_bench_kernels_json(cli):
 
 
 def test_bench_kernels_table(cli):
+    import pytest
+    import torch
+
+    numba = pytest.importorskip("numba")
+
+    before = torch.get_num_threads(), numba.get_num_threads()
     code, out, err = cli(
         "bench", "kernels", "--shapes", "64x100", "--batches", "3", "--repeat", "1", "--bandwidth-mib", "16",
-        "--kernels", "fp32,bf16,xnor",
+        "--kernels", "fp32,bf16,xnor", "--threads", "1",
     )
+    torch.set_num_threads(before[0])
+    numba.set_num_threads(before[1])
     assert code == 0, err
     assert "xnor" in out and "memory bandwidth" in out and "64x100" in out
+    assert "(1 threads" in out.replace("\n", " ")
 
 
 def test_bench_kernels_bad_options(cli):

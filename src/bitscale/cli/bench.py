@@ -29,6 +29,7 @@ def bench_kernels(
     ),
     bandwidth_mib: int = typer.Option(1024, "--bandwidth-mib", help="MiB streamed to measure the memory bandwidth"),
     backend: str = typer.Option("auto", "--backend", help="auto | numba | reference (for the packed kernels)"),
+    threads: int = typer.Option(0, "--threads", help="torch and numba threads (0: as they are, all cores)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON list of rows instead of the table"),
 ) -> None:
     """Time the packed kernels (ternary x int8, binary x int8, XNOR) against fp32 / bf16 F.linear.
@@ -55,13 +56,18 @@ def bench_kernels(
         fail(f"--backend: expected one of {', '.join(ops.BACKENDS)}, got {backend!r}")
     if backend == "numba" and "numba" not in ops.available_backends():
         fail("--backend numba: numba is not available here; use --backend auto or reference")
+    import os
+
+    if not 0 <= threads <= (os.cpu_count() or 1):
+        fail(f"--threads: expected 0 .. {os.cpu_count()} (the machine's cores), got {threads}")
 
     def progress(row) -> None:
         if not as_json:
             err_console.print(f"{row.shape} batch {row.batch} {row.kernel}: {row.ms:.3f} ms", highlight=False)
 
     result = bench.run_benchmark(
-        shape_list, batch_list, repeat, kernel_list, bandwidth_mib, backend, on_row=progress if not as_json else None
+        shape_list, batch_list, repeat, kernel_list, bandwidth_mib, backend, on_row=progress if not as_json else None,
+        threads=threads or None,
     )
     if as_json:
         rows = [{k: _finite(v) for k, v in row.items()} for row in bench.rows_as_dicts(result)]

@@ -19,6 +19,7 @@ Numba's first-call cost (compile, or load from its cache) is timed separately, b
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import platform
 import statistics
@@ -253,8 +254,10 @@ def run_benchmark(
     buffer_mib: int = 1024,
     backend: str = "auto",
     on_row: "Callable[[BenchRow], None] | None" = None,
+    threads: "int | None" = None,
 ) -> BenchResult:
-    """The whole benchmark: first-call cost, bandwidth, then every shape x batch x kernel."""
+    """The whole benchmark: first-call cost, bandwidth, then every shape x batch x kernel. `threads` sets
+    torch's and numba's thread counts first (peers differ in threading: compare at 1 and at all cores)."""
     unknown = [k for k in kernels if k not in KERNELS]
     if unknown:
         raise ValueError(f"kernels: unknown {', '.join(unknown)}; expected some of {', '.join(KERNELS)}")
@@ -264,6 +267,10 @@ def run_benchmark(
     cpu = ops.numba_module() if backend != "reference" else None
     if backend == "numba" and cpu is None:
         ops.resolve_backend("numba")  # raises the backend's error
+    if threads is not None:
+        torch.set_num_threads(threads)
+        if cpu is not None:
+            importlib.import_module("numba").set_num_threads(threads)
     if cpu is not None:
         start = time.perf_counter()
         cpu.warm_up()
