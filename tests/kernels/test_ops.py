@@ -307,7 +307,7 @@ def test_a_prepared_linear_with_norm_and_bias_matches_the_torch_path():
         for scale in (torch.tensor(0.37), torch.rand(out_f, generator=gen) + 0.1):
             kw = dict(act="int8", eps=1e-5, norm_weight=gain, norm_eps=1e-6, bias=bias)
             fast, slow = prepare_linear(w, scale, backend="numba", **kw), prepare_linear(w, scale, backend="reference", **kw)
-            assert fast._np is not None and slow._np is None
+            assert fast.numba_plan is not None and slow.numba_plan is None
             for shape in ((1, in_f), (3, in_f), (2, 9, in_f)):
                 x = torch.randn(*shape, generator=gen) * 3
                 got, want = fast(x), slow(x)

@@ -68,12 +68,6 @@ def test_the_engine_is_rebuilt_after_a_change_and_steps_aside_when_it_cannot_run
     assert "bfloat16" in fast_decode.unfit_reason(_packed().to(torch.bfloat16))
 
 
-def test_the_projection_order_is_the_kernels_order():
-    from bitscale.kernels import decode_cpu
-
-    assert fast_decode.PROJECTIONS == decode_cpu.PROJECTIONS
-
-
 def test_the_thread_chooser_follows_the_faster_count_and_keeps_exploring():
     chooser = fast_decode.ThreadChooser(2, explore=4, window=3)
     cost = {1: 3.0, 2: 1.0}  # an idle machine: 2 threads are faster

@@ -214,6 +214,10 @@ def test_a_process_killed_hard_during_the_write_leaves_the_old_run_loadable(tmp_
     pid = os.fork()
     if pid == 0:  # the child dies in the middle of writing the weights
         try:
+            # One thread: OpenMP is not fork-safe, and a pool the parent used (torch's MKL, numba's kernels
+            # in earlier tests) hangs the child's first parallel region (here: the RoPE tables' cos).
+            torch.set_num_threads(1)
+
             def save_weights(path, *args, **kwargs):
                 path.write_bytes(b"\0" * 100)
                 os._exit(0)

@@ -1,6 +1,7 @@
-"""The compute kernels' weight layouts: "plane-split" rows of 2-bit (ternary) or 1-bit (binary) codes.
+"""The compute kernels' weight layouts: "plane-split" rows of 2-bit (ternary), 1-bit (binary) or 8-bit
+(int8) codes.
 
-Both layouts store one row of W (one output feature) as `row_bytes` bytes, a multiple of ALIGN = 64, and
+Every layout stores one row of W (one output feature) as `row_bytes` bytes, a multiple of ALIGN = 64, and
 split the row's (zero-padded) in_features into P equal *planes* of `row_bytes` weights each: byte j of a
 row holds weight j of every plane, i.e. the weights k = j, Q + j, 2Q + j, ... (Q = row_bytes). So a
 64-byte load of the row, shifted and masked P times, gives 64 codes of each plane, and each plane lines up

@@ -52,7 +52,7 @@ def available_backends() -> list[str]:
 class KernelWeights:
     """A layer's weights in the kernel layout (`bitscale.kernels.layout`), built once by `prepare_weights`.
 
-    Attributes: kind ("ternary" | "binary"), out_features, in_features, and `packed`, the uint8 tensor
+    Attributes: kind ("ternary" | "binary" | "int8"), out_features, in_features, and `packed`, the uint8 tensor
     (out_features, row_bytes) of plane-split codes. `nbytes` counts the bytes the kernels read.
     """
 
@@ -84,8 +84,8 @@ class KernelWeights:
 
     @property
     def layout_bits_per_weight(self) -> float:
-        """Bits of the kernels' in-memory layout per real weight (padding included): 2 (ternary) or 1
-        (binary) when in_features fills the planes. The memory the kernels stream, not the storage figure
+        """Bits of the kernels' in-memory layout per real weight (padding included): 2 (ternary), 1
+        (binary) or 8 (int8) when in_features fills the planes. The memory the kernels stream, not the storage figure
         (`bitscale.kernels.formats.bits_per_weight`, ternary-b3 1.6) nor the precision bits (log2(3))."""
         return 8.0 * self.nbytes / max(1, self.out_features * self.in_features)
 
@@ -269,6 +269,13 @@ class PreparedLinear:
             plan = cpu.linear_int8_plan(arrays[0], layout.BITS[w.kind], *arrays[1:])
             gemv_tiling = cpu._tiling(w.out_features, w.row_bytes, 1, layout.PLANES[w.kind])
             self._np = (cpu, plan, np.float32(eps), float(norm_eps), gemv_tiling, arrays)  # arrays: kept alive for plan
+
+    @property
+    def numba_plan(self) -> "tuple | None":
+        """(plan, eps, norm_eps, (block_out, chunk) of a GEMV) of the one-call numba forward, for a caller
+        that runs it inside its own numba code (`bitscale.kernels.decode_cpu`); None when this layer's
+        forward is not one numba call. The plan stays valid while this object lives."""
+        return None if self._np is None else self._np[1:5]
 
     def __call__(self, x: Tensor) -> Tensor:
         w, fast = self.w, self._np

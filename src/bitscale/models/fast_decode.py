@@ -23,16 +23,18 @@ from torch import Tensor
 
 from ..nn.packed import PackedBitLinear
 
-# The block projections in the plan order of bitscale.kernels.decode_cpu.PROJECTIONS (kept in sync by a test).
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+def _kernels():
+    """`bitscale.kernels.decode_cpu` (numba), imported on first use."""
+    return importlib.import_module("bitscale.kernels.decode_cpu")
 
 
 def _projection_modules(model) -> "list[list[tuple[object, str, object]]]":
-    """Per block, (parent module, attribute name, module) of each projection in PROJECTIONS order."""
+    """Per block, (parent module, attribute name, module) of each projection, in the kernels' plan order
+    (`decode_cpu.PROJECTIONS`: the attention's four, then the MLP's three)."""
     out = []
     for block in model.blocks:
         parents = [block.attn] * 4 + [block.mlp] * 3
-        out.append([(parent, name, getattr(parent, name)) for parent, name in zip(parents, PROJECTIONS)])
+        out.append([(parent, name, getattr(parent, name)) for parent, name in zip(parents, _kernels().PROJECTIONS)])
     return out
 
 
@@ -50,7 +52,7 @@ def unfit_reason(model) -> "str | None":
                 continue
             if not isinstance(module, PackedBitLinear):
                 return f"blocks.{i} {name} is a {type(module).__name__}, not a PackedBitLinear"
-            if module.prepared._np is None:
+            if module.prepared.numba_plan is None:
                 return f"blocks.{i} {name} has no numba forward ({module.config.act} activations, {module.backend} backend)"
     return None
 
@@ -62,16 +64,16 @@ class FastDecode:
         cfg = model.cfg
         self._modules = _projection_modules(model)
         self._prepared = [[None if m is None else m.prepared for _, _, m in row] for row in self._modules]
-        n, fields = cfg.n_layer, len(self._prepared[0][0]._np[1])
-        self.plans = np.zeros((n, len(PROJECTIONS), fields), np.int64)
-        self.eps = np.zeros((n, len(PROJECTIONS)), np.float32)
-        self.norm_eps = np.zeros((n, len(PROJECTIONS)), np.float64)
-        self.tiling = np.ones((n, len(PROJECTIONS), 2), np.int64)
+        n, n_proj, fields = cfg.n_layer, len(_kernels().PROJECTIONS), len(self._prepared[0][0].numba_plan[0])
+        self.plans = np.zeros((n, n_proj, fields), np.int64)
+        self.eps = np.zeros((n, n_proj), np.float32)
+        self.norm_eps = np.zeros((n, n_proj), np.float64)
+        self.tiling = np.ones((n, n_proj, 2), np.int64)
         for layer, row in enumerate(self._prepared):
             for j, prepared in enumerate(row):
                 if prepared is None:  # relu2: no gate
                     continue
-                _, plan, eps, norm_eps, gemv_tiling, _ = prepared._np
+                plan, eps, norm_eps, gemv_tiling = prepared.numba_plan
                 self.plans[layer, j], self.eps[layer, j], self.norm_eps[layer, j] = plan, eps, norm_eps
                 self.tiling[layer, j] = gemv_tiling
         self.twin = not cfg.recipe
@@ -102,9 +104,8 @@ class FastDecode:
 
     def blocks(self, h: Tensor, cache, rope_cos: Tensor, rope_sin: Tensor) -> Tensor:
         """h (B, d) float32 after every block at position cache.length (the cache is written, not advanced)."""
-        cpu_decode = importlib.import_module("bitscale.kernels.decode_cpu")
         h = h.contiguous().clone()
-        cpu_decode.decoder_blocks(
+        _kernels().decoder_blocks(
             h.numpy(), self.plans, self.eps, self.norm_eps, self.tiling, self.gains, self.gain_eps, self.twin,
             self.relu2, cache.k.numpy(), cache.v.numpy(), cache.length, rope_cos.numpy(), rope_sin.numpy(),
             self.n_head,
