@@ -16,7 +16,7 @@ the whole stack of blocks runs in numba, one pool, one dispatch per token:
         x        = n_mlp(h)
         h        = h + Wdown (silu(Wgate x) * Wup x)           ("swiglu"; "relu2": relu(Wup x)^2)
 
-Each W is a `bitscale.kernels.cpu.linear_int8_plan` (norm, int8 activation codes, the ternary / binary
+Each W is a `bitscale.kernels.cpu.linear_int8_plan` (norm, int8 activation codes, the ternary / binary / int8
 kernel, scales and bias in one `linear_int8_plan_into`). The final norm and the head stay with the caller
 (`bitscale.models.fast_decode`). Float32 throughout; sums run in other orders than torch's, so the hidden
 states agree with the torch path to float tolerance, not bit for bit.
