@@ -5,9 +5,9 @@ machine noise hits all alike, the median over `repeat` runs of
 
     fp32          F.linear(x, W) with W float32                      (32 bits per weight)
     bf16          F.linear(x, W) with x and W bfloat16               (16 bits per weight)
-    ternary-int8  packed_linear(x, ternary codes, act="int8")        (bitnet-b1.58: int8 x ternary)
-    binary-int8   packed_linear(x, binary codes, act="int8")         (bitnet: int8 x binary)
-    xnor          packed_linear(x, binary codes, act="binary")       (xnor: XNOR-popcount)
+    ternary-int8  prepare_linear(ternary codes, act="int8")(x)       (bitnet-b1.58: int8 x ternary)
+    binary-int8   prepare_linear(binary codes, act="int8")(x)        (bitnet: int8 x binary)
+    xnor          prepare_linear(binary codes, act="binary")(x)      (xnor: XNOR-popcount)
 
 The packed kernels are timed end to end from float32 x to float32 y (activation quantization included),
 like F.linear. Before that it measures the machine's memory bandwidth: a streaming read of a buffer far
@@ -210,8 +210,9 @@ def bench_shape(
             elif name == "bf16":
                 fns[name] = lambda w=w: F.linear(x16, w)
             else:
-                act = PACKED_KERNELS[name][1]
-                fns[name] = lambda w=w, act=act: ops.packed_linear(x, w, scale, act=act, backend=backend)
+                # Prepared once, as a layer is (PackedBitLinear): the call is what a forward pays.
+                layer = ops.prepare_linear(w, scale, act=PACKED_KERNELS[name][1], backend=backend)
+                fns[name] = lambda layer=layer: layer(x)
         times = _time_interleaved(fns, repeat)
         med = {name: statistics.median(ts) for name, ts in times.items()}
         for name in kernels:

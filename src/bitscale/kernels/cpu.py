@@ -432,13 +432,10 @@ def _address(typingctx, addr):
     return types.voidptr(types.intp), codegen
 
 
-# The fields of a `linear_int8_plan`, in order.
-_PLAN = ("w", "n_out", "q", "bits", "scale", "n_scale", "norm", "n_norm", "bias", "n_bias")
-
-
 def linear_int8_plan(w, bits, weight_scale, norm_w, bias) -> np.ndarray:
-    """An int64 array of the addresses and sizes `linear_int8_at` reads (fields `_PLAN`). The arrays must
-    stay alive, unmoved, as long as the plan is used: the caller keeps them."""
+    """An int64 array of the addresses and sizes `linear_int8_plan_into` reads: w's address, out, row
+    bytes, bits, then the address and length of weight_scale, norm_w and bias. The arrays must stay
+    alive, unmoved, as long as the plan is used: the caller keeps them."""
     n_out, q = w.shape
     return np.array([w.ctypes.data, n_out, q, bits, weight_scale.ctypes.data, weight_scale.shape[0],
                      norm_w.ctypes.data, norm_w.shape[0], bias.ctypes.data, bias.shape[0]], np.int64)
@@ -462,13 +459,6 @@ def linear_int8_at(x_addr, y_addr, rows, n_in, plan, eps, norm_eps, block_out, c
     x = carray(_address(x_addr), (rows, n_in), np.float32)
     y = carray(_address(y_addr), (rows, plan[1]), np.float32)
     linear_int8_plan_into(x, plan, eps, norm_eps, block_out, chunk, y)
-
-
-def linear_int8(x, norm_w, norm_eps, w, bits, eps, weight_scale, bias, block_out, chunk) -> np.ndarray:
-    """`linear_int8_into` into a new float32 (rows, O) array."""
-    y = np.empty((x.shape[0], w.shape[0]), np.float32)
-    linear_int8_into(x, norm_w, norm_eps, w, bits, eps, weight_scale, bias, block_out, chunk, y)
-    return y
 
 
 @njit(**_JIT)

@@ -29,9 +29,9 @@ from numba import njit, prange
 
 from .cpu import _CACHE, linear_int8_plan_into
 
-# The projections of a block, in the order of the plan array's second axis (one place knows it).
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-Q, K, V, O, GATE, UP, DOWN = range(len(PROJECTIONS))
+# Slots of the plan array's second axis: a block's projections in the order of
+# bitscale.models.decoder.BLOCK_PROJECTIONS (the model layer knows their names).
+Q, K, V, O, GATE, UP, DOWN = range(7)
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -110,7 +110,7 @@ def decoder_blocks(h, plans, eps, norm_eps, tiling, gains, gain_eps, twin, relu2
     kc, vc (n_layer, B, H, max_len, hd) at `pos`.
 
     plans (n_layer, 7, plan fields) int64, eps (n_layer, 7) float32 and norm_eps (n_layer, 7) float64 per
-    projection (`PROJECTIONS` order; the gate's row is unused with relu2), tiling (n_layer, 7, 2) the
+    projection (slots Q .. DOWN; the gate's row is unused with relu2), tiling (n_layer, 7, 2) the
     GEMV (block_out, chunk); gains (n_layer, 2, d) float32 the twin mode's block norms (attention, MLP)
     with eps gain_eps, used when `twin`; cos, sin (block_size, hd / 2) the RoPE tables."""
     rows, d = h.shape

@@ -112,6 +112,12 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2).type_as(x)
 
 
+# The BitLinear projections of a Block, by their path in it: attention's four, then the MLP's three
+# (`gate_proj` is None with relu2). The fast decode step's plan arrays follow this order.
+BLOCK_PROJECTIONS = ("attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.o_proj",
+                     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: DecoderConfig, **kw) -> None:
         super().__init__()

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..nn.packed import PackedBitLinear
+from . import decoder  # decoder imports this module too: names are read at call time
 
 def _kernels():
     """`bitscale.kernels.decode_cpu` (numba), imported on first use."""
@@ -30,19 +31,21 @@ def _kernels():
 
 def _projection_modules(model) -> "list[list[tuple[object, str, object]]]":
     """Per block, (parent module, attribute name, module) of each projection, in the kernels' plan order
-    (`decode_cpu.PROJECTIONS`: the attention's four, then the MLP's three)."""
+    (`models.decoder.BLOCK_PROJECTIONS`)."""
     out = []
     for block in model.blocks:
-        parents = [block.attn] * 4 + [block.mlp] * 3
-        out.append([(parent, name, getattr(parent, name)) for parent, name in zip(parents, _kernels().PROJECTIONS)])
+        row = []
+        for path in decoder.BLOCK_PROJECTIONS:
+            parent_path, _, name = path.rpartition(".")
+            parent = block.get_submodule(parent_path)
+            row.append((parent, name, getattr(parent, name)))
+        out.append(row)
     return out
 
 
 def unfit_reason(model) -> "str | None":
-    """Why `model` decodes through the torch path, or None when the numba engine can run it."""
-    ops = importlib.import_module("bitscale.kernels.ops")
-    if ops.numba_module() is None:
-        return "numba is not available"
+    """Why `model` decodes through the torch path, or None when the numba engine can run it. The module
+    checks come first: a model without packed layers is told so without importing numba."""
     w = model.tok_emb.weight
     if w.device.type != "cpu" or w.dtype != torch.float32:
         return f"the model is {w.dtype} on {w.device.type}, not float32 on the CPU"
@@ -52,7 +55,11 @@ def unfit_reason(model) -> "str | None":
                 continue
             if not isinstance(module, PackedBitLinear):
                 return f"blocks.{i} {name} is a {type(module).__name__}, not a PackedBitLinear"
-            if module.prepared.numba_plan is None:
+    if importlib.import_module("bitscale.kernels.ops").numba_module() is None:
+        return "numba is not available"
+    for i, block in enumerate(_projection_modules(model)):
+        for _, name, module in block:
+            if module is not None and module.prepared.numba_plan is None:
                 return f"blocks.{i} {name} has no numba forward ({module.config.act} activations, {module.backend} backend)"
     return None
 
@@ -64,7 +71,7 @@ class FastDecode:
         cfg = model.cfg
         self._modules = _projection_modules(model)
         self._prepared = [[None if m is None else m.prepared for _, _, m in row] for row in self._modules]
-        n, n_proj, fields = cfg.n_layer, len(_kernels().PROJECTIONS), len(self._prepared[0][0].numba_plan[0])
+        n, n_proj, fields = cfg.n_layer, len(decoder.BLOCK_PROJECTIONS), len(self._prepared[0][0].numba_plan[0])
         self.plans = np.zeros((n, n_proj, fields), np.int64)
         self.eps = np.zeros((n, n_proj), np.float32)
         self.norm_eps = np.zeros((n, n_proj), np.float64)
