@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..models.decoder import DecoderConfig
+from ..models.decoder import BLOCK_PROJECTIONS, DecoderConfig
 
 ARCH = "bitnet"
 BLOCK = 256  # codes per TQ1_0 / TQ2_0 block (ggml's QK_K): rows must be a multiple of it
@@ -36,15 +36,7 @@ TERNARY_TYPES = {"tq2_0": "TQ2_0", "tq1_0": "TQ1_0"}
 
 # Our BitLinear (path in a Block) -> the GGUF tensor base name (blk.{i}.<name>.weight / .scale).
 ROPE_ROTATED = ("attn_q", "attn_k")  # rows permuted for the NEOX pairs
-PROJECTIONS = (
-    ("attn.q_proj", "attn_q"),
-    ("attn.k_proj", "attn_k"),
-    ("attn.v_proj", "attn_v"),
-    ("attn.o_proj", "attn_output"),
-    ("mlp.gate_proj", "ffn_gate"),
-    ("mlp.up_proj", "ffn_up"),
-    ("mlp.down_proj", "ffn_down"),
-)
+PROJECTIONS = tuple(zip(BLOCK_PROJECTIONS, ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")))
 # GGUF norm -> the BitLinears whose in-layer RMSNorm gain it carries (shared when there are several).
 NORMS = (
     ("attn_norm", ("attn.q_proj", "attn.k_proj", "attn.v_proj")),

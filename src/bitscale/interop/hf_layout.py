@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..models.decoder import DecoderConfig
+from ..models.decoder import BLOCK_PROJECTIONS, DecoderConfig
 
 # Four 2-bit codes per byte; code c in {-1, 0, 1} is stored as c + 1 in {0, 1, 2}.
 CODES_PER_BYTE = 4
@@ -22,15 +22,8 @@ HF_ACT_EPS = 1e-5
 NORM_EPS = 1e-6
 
 # Our Decoder's BitLinear names -> Llama's, per block: (our attribute path, HF suffix).
-LINEAR_NAMES = (
-    ("attn.q_proj", "self_attn.q_proj"),
-    ("attn.k_proj", "self_attn.k_proj"),
-    ("attn.v_proj", "self_attn.v_proj"),
-    ("attn.o_proj", "self_attn.o_proj"),
-    ("mlp.gate_proj", "mlp.gate_proj"),
-    ("mlp.up_proj", "mlp.up_proj"),
-    ("mlp.down_proj", "mlp.down_proj"),
-)
+LINEAR_NAMES = tuple(zip(BLOCK_PROJECTIONS, ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")))
 ROPE_ROTATED = ("self_attn.q_proj", "self_attn.k_proj")
 
 # Recipe mode (RMSNorm inside every BitLinear, no block-level norm) on Llama, which always applies
