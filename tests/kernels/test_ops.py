@@ -101,6 +101,29 @@ def test_int8_weights_at_the_accumulator_limit():
         prepare_weights(torch.zeros(1, in_f + 1, dtype=torch.int8), "int8")
 
 
+@needs_numba
+def test_ternary_weights_at_the_accumulator_limit():
+    """The GEMV keeps plane t's codes in place (times 4^t): a lane of plane 3 sums in / 64 products of
+    128 * -128, which at the largest in_features, 2^22, is -2^30 and must not wrap."""
+    in_f = ops.MAX_IN_FEATURES["ternary"]
+    codes = torch.ones((4, in_f), dtype=torch.int8)
+    codes[1] = -1
+    codes[2, ::3] = 0
+    w = prepare_weights(codes, "ternary")
+    x = torch.full((1, in_f), -128, dtype=torch.int8)
+    assert torch.equal(int_matmul(x, w, backend="numba"), exact_product(x, codes))
+
+
+@needs_numba
+def test_gemv_tiles_of_rows_a_quarter_block_apart():
+    """Blocks of 64 rows (4 tiles of rows 16 apart), a last block of 6 rows (one tile, 2 rows alone)."""
+    for kind in ("ternary", "binary", "int8"):
+        codes = random_codes(1030, 300, kind, 7)
+        w = prepare_weights(codes, kind)
+        x = torch.randint(-128, 128, (1, 300), generator=gen(8), dtype=torch.int8)
+        assert torch.equal(int_matmul(x, w, backend="numba"), exact_product(x, codes)), kind
+
+
 @pytest.mark.parametrize("backend", ["numba", "reference"])
 def test_xnor_matmul_is_exact(backend):
     if backend == "numba" and not HAS_NUMBA:

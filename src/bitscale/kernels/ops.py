@@ -24,7 +24,8 @@ from . import layout, reference
 BACKENDS = ("auto", "numba", "reference")
 ACTS = ("int8", "binary")
 KINDS = layout.KINDS
-# int32 accumulators: the raw sums |x . u| <= 2 * 128 * padded in_features (ternary), 255 * 128 * it (int8) < 2^31
+# int32 accumulators: the raw sums |x . u| <= 2 * 128 * padded in_features (ternary), 255 * 128 * it (int8) < 2^31;
+# a GEMV lane of ternary plane 3 holds its codes times 64 (cpu._int8_kernel): 128 * 128 * in / 64 <= 2^30.
 MAX_IN_FEATURES = {"ternary": 1 << 22, "binary": 1 << 22, "int8": 1 << 16}
 
 _cpu_module: Any = None
