@@ -43,9 +43,11 @@ from numba import carray, njit, prange, types
 from numba.core import cgutils, config
 from numba.extending import intrinsic
 
+from . import amx
+
 # -- target features ---------------------------------------------------------------------------------------
 
-GENERIC_ENV = "BITSCALE_KERNELS_GENERIC"  # set to 1: never emit VNNI instructions (and do not use the cache)
+from .amx import GENERIC_ENV  # set to 1: never emit VNNI instructions (and do not use the cache)
 
 
 def _host_has_vnni() -> bool:
@@ -285,10 +287,18 @@ def _corrected(raw, xsum, bits):
     return 2 * raw - xsum
 
 
+@njit(cache=_CACHE, nogil=True)
+def _amx_scratch(width, threads):
+    """Per-thread AMX panels and 32 x 32 int32 tiles for activations of padded width `width`."""
+    return np.empty((threads, width // 64, amx.TILE, 64), np.uint8), np.empty((threads, amx.TILE, amx.TILE), np.int32)
+
+
 @njit(**_JIT)
-def _int8_driver(w, x, out, bits, block_out, chunk):
+def _int8_driver(w, x, out, bits, block_out, chunk, amx_fn, threads):
     """out (rows, O) int32, zeroed: out = x . W over the layout (see module docstring). w (O, Q) uint8,
-    x (rows, P Q) int8 zero-padded, both C-contiguous; bits 2 (ternary), 1 (binary) or 8 (int8)."""
+    x (rows, P Q) int8 zero-padded, both C-contiguous; bits 2 (ternary), 1 (binary) or 8 (int8). amx_fn
+    nonzero: the AMX tiles (`bitscale.kernels.amx`), in blocks of 32 weight rows, with scratch for
+    `threads` threads (numba's get_num_threads() inside a kernel would keep it out of the disk cache)."""
     n_out, q = w.shape
     rows, width = x.shape
     xsum = np.empty(rows, np.int32)
@@ -297,6 +307,19 @@ def _int8_driver(w, x, out, bits, block_out, chunk):
         for k in range(width):
             s += x[r, k]
         xsum[r] = s
+    if amx_fn != 0:
+        b = amx.pack_vnni(x)
+        panels, tiles = _amx_scratch(width, threads)
+        n_tiles = (n_out + amx.TILE - 1) // amx.TILE
+        per = (n_tiles + threads - 1) // threads
+        for t in prange(threads):
+            for blk in range(t * per, min(n_tiles, (t + 1) * per)):
+                o0 = blk * amx.TILE
+                amx.block_raw_sums(amx_fn, w, o0, bits, b, rows, panels[t], tiles[t], out)
+                for r in range(rows):
+                    for o in range(o0, min(n_out, o0 + amx.TILE)):
+                        out[r, o] = _corrected(out[r, o], xsum[r], bits)
+        return
     n_blocks = (n_out + block_out - 1) // block_out
     for blk in prange(n_blocks):
         o0 = blk * block_out
@@ -393,8 +416,21 @@ def _quantize_row(x, r, norm_w, norm_eps, eps, codes, scales, xsum):
     xsum[r] = total
 
 
+@njit(cache=_CACHE, nogil=True)
+def _scaled_block(acc, xsum, scales, weight_scale, bias, bits, o0, o1, y):
+    """y[:, o0:o1] = float32(x . W) / s_a * weight_scale (+ bias) from the raw sums in acc."""
+    per_channel = weight_scale.shape[0] > 1
+    has_bias = bias.shape[0] > 0
+    for r in range(acc.shape[0]):
+        c = xsum[r]
+        for o in range(o0, o1):
+            a = _corrected(acc[r, o], c, bits)
+            v = (np.float32(a) / scales[r]) * weight_scale[o if per_channel else 0]
+            y[r, o] = v + bias[o] if has_bias else v
+
+
 @njit(**_JIT)
-def linear_int8_into(x, norm_w, norm_eps, w, bits, eps, weight_scale, bias, block_out, chunk, y):
+def linear_int8_into(x, norm_w, norm_eps, w, bits, eps, weight_scale, bias, block_out, chunk, amx_fn, threads, y):
     """y (rows, O) float32 = (Q_a(RMSNorm(x)) . W) / s_a * weight_scale + bias in one call: a packed layer's
     whole forward, so that a decode step's GEMV pays one dispatch instead of a dozen torch calls.
 
@@ -421,8 +457,17 @@ def linear_int8_into(x, norm_w, norm_eps, w, bits, eps, weight_scale, bias, bloc
         for r in prange(rows):
             _quantize_row(x, r, norm_w, norm_eps, eps, codes, scales, xsum)
     acc = np.empty((rows, n_out), np.int32)
-    per_channel = weight_scale.shape[0] > 1
-    has_bias = bias.shape[0] > 0
+    if amx_fn != 0:
+        b = amx.pack_vnni(codes)
+        panels, tiles = _amx_scratch(width, threads)
+        n_tiles = (n_out + amx.TILE - 1) // amx.TILE
+        per = (n_tiles + threads - 1) // threads  # contiguous runs of blocks: round robin ran 2x slower
+        for t in prange(threads):
+            for blk in range(t * per, min(n_tiles, (t + 1) * per)):
+                o0 = blk * amx.TILE
+                amx.block_raw_sums(amx_fn, w, o0, bits, b, rows, panels[t], tiles[t], acc)
+                _scaled_block(acc, xsum, scales, weight_scale, bias, bits, o0, min(n_out, o0 + amx.TILE), y)
+        return
     n_blocks = (n_out + block_out - 1) // block_out
     for blk in prange(n_blocks):
         o0 = blk * block_out
@@ -431,12 +476,7 @@ def linear_int8_into(x, norm_w, norm_eps, w, bits, eps, weight_scale, bias, bloc
             for o in range(o0, o1):
                 acc[r, o] = 0
         _int8_block(w.ctypes.data, codes.ctypes.data, acc.ctypes.data, n_out, q, rows, width, o0, o1, bits, chunk)
-        for r in range(rows):
-            c = xsum[r]
-            for o in range(o0, o1):
-                a = _corrected(acc[r, o], c, bits)
-                v = (np.float32(a) / scales[r]) * weight_scale[o if per_channel else 0]
-                y[r, o] = v + bias[o] if has_bias else v
+        _scaled_block(acc, xsum, scales, weight_scale, bias, bits, o0, o1, y)
 
 
 @intrinsic
@@ -459,23 +499,23 @@ def linear_int8_plan(w, bits, weight_scale, norm_w, bias) -> np.ndarray:
 
 
 @njit(cache=_CACHE, nogil=True)
-def linear_int8_plan_into(x, plan, eps, norm_eps, block_out, chunk, y):
+def linear_int8_plan_into(x, plan, eps, norm_eps, block_out, chunk, amx_fn, threads, y):
     """`linear_int8_into(x, ..., y)` with the layer's arrays read from a `linear_int8_plan`."""
     w = carray(_address(plan[0]), (plan[1], plan[2]), np.uint8)
     scale = carray(_address(plan[4]), (plan[5],), np.float32)
     norm_w = carray(_address(plan[6]), (plan[7],), np.float32)
     bias = carray(_address(plan[8]), (plan[9],), np.float32)
-    linear_int8_into(x, norm_w, norm_eps, w, plan[3], eps, scale, bias, block_out, chunk, y)
+    linear_int8_into(x, norm_w, norm_eps, w, plan[3], eps, scale, bias, block_out, chunk, amx_fn, threads, y)
 
 
 @njit(cache=_CACHE, nogil=True)
-def linear_int8_at(x_addr, y_addr, rows, n_in, plan, eps, norm_eps, block_out, chunk):
+def linear_int8_at(x_addr, y_addr, rows, n_in, plan, eps, norm_eps, block_out, chunk, amx_fn, threads):
     """`linear_int8_into` on memory given by address: x (rows, n_in) and y (rows, plan n_out) float32,
     C-contiguous; the layer's arrays from `plan`. Integers instead of arrays because numba's dispatcher
     spends about a microsecond per array argument, a tenth of the budget of a 4096 x 4096 GEMV's module."""
     x = carray(_address(x_addr), (rows, n_in), np.float32)
     y = carray(_address(y_addr), (rows, plan[1]), np.float32)
-    linear_int8_plan_into(x, plan, eps, norm_eps, block_out, chunk, y)
+    linear_int8_plan_into(x, plan, eps, norm_eps, block_out, chunk, amx_fn, threads, y)
 
 
 @njit(**_JIT)
@@ -516,7 +556,7 @@ def int8_matmul(w_packed: np.ndarray, x_padded: np.ndarray, bits: int) -> np.nda
     if rows == 0 or n_out == 0:
         return out
     block_out, chunk = _tiling(n_out, q, rows, 8 // bits)
-    _int8_driver(w_packed, x_padded, out, bits, block_out, chunk)
+    _int8_driver(w_packed, x_padded, out, bits, block_out, chunk, amx.function_for(rows), numba.get_num_threads())
     return out
 
 
@@ -543,5 +583,6 @@ def warm_up() -> None:
         x, y, gain, scale, bias = (np.zeros((rows, 8), np.float32), np.zeros((rows, 4), np.float32),
                                    np.ones(8, np.float32), np.ones(1, np.float32), np.zeros(0, np.float32))
         plan = linear_int8_plan(w, 2, scale, gain, bias)
-        linear_int8_at(x.ctypes.data, y.ctypes.data, rows, 8, plan, np.float32(1e-5), 1e-6, 4, 64)
+        linear_int8_at(x.ctypes.data, y.ctypes.data, rows, 8, plan, np.float32(1e-5), 1e-6, 4, 64, 0, 1)
     stream_sum(np.zeros(8, np.uint64))
+    amx.address()

@@ -130,9 +130,9 @@ def decoder_blocks(h, plans, eps, norm_eps, tiling, gains, gain_eps, twin, relu2
             _rms_norm(h, gains[layer, 0], gain_eps, x)
         else:
             x[:] = h
-        linear_int8_plan_into(x, p[Q], e[Q], ne[Q], tl[Q, 0], tl[Q, 1], q)
-        linear_int8_plan_into(x, p[K], e[K], ne[K], tl[K, 0], tl[K, 1], k)
-        linear_int8_plan_into(x, p[V], e[V], ne[V], tl[V, 0], tl[V, 1], v)
+        linear_int8_plan_into(x, p[Q], e[Q], ne[Q], tl[Q, 0], tl[Q, 1], 0, 1, q)
+        linear_int8_plan_into(x, p[K], e[K], ne[K], tl[K, 0], tl[K, 1], 0, 1, k)
+        linear_int8_plan_into(x, p[V], e[V], ne[V], tl[V, 0], tl[V, 1], 0, 1, v)
         _rope(q, n_head, head_dim, cos, sin, pos)
         _rope(k, n_head, head_dim, cos, sin, pos)
         for b in range(rows):
@@ -141,23 +141,23 @@ def decoder_blocks(h, plans, eps, norm_eps, tiling, gains, gain_eps, twin, relu2
                     kc[layer, b, hh, pos, i] = k[b, hh * head_dim + i]
                     vc[layer, b, hh, pos, i] = v[b, hh * head_dim + i]
         _attend(q, kc[layer], vc[layer], pos, n_head, head_dim, y)
-        linear_int8_plan_into(y, p[O], e[O], ne[O], tl[O, 0], tl[O, 1], x)
+        linear_int8_plan_into(y, p[O], e[O], ne[O], tl[O, 0], tl[O, 1], 0, 1, x)
         h += x
         if twin:
             _rms_norm(h, gains[layer, 1], gain_eps, x)
         else:
             x[:] = h
-        linear_int8_plan_into(x, p[UP], e[UP], ne[UP], tl[UP, 0], tl[UP, 1], up)
+        linear_int8_plan_into(x, p[UP], e[UP], ne[UP], tl[UP, 0], tl[UP, 1], 0, 1, up)
         if relu2:
             for b in range(rows):
                 for j in range(f):
                     a = max(up[b, j], np.float32(0))
                     up[b, j] = a * a
         else:
-            linear_int8_plan_into(x, p[GATE], e[GATE], ne[GATE], tl[GATE, 0], tl[GATE, 1], gate)
+            linear_int8_plan_into(x, p[GATE], e[GATE], ne[GATE], tl[GATE, 0], tl[GATE, 1], 0, 1, gate)
             for b in range(rows):
                 for j in range(f):
                     g = gate[b, j]
                     up[b, j] = (g / (np.float32(1) + np.exp(-g))) * up[b, j]
-        linear_int8_plan_into(up, p[DOWN], e[DOWN], ne[DOWN], tl[DOWN, 0], tl[DOWN, 1], x)
+        linear_int8_plan_into(up, p[DOWN], e[DOWN], ne[DOWN], tl[DOWN, 0], tl[DOWN, 1], 0, 1, x)
         h += x

@@ -294,7 +294,8 @@ class PreparedLinear:
             n = flat.shape[0]
             block_out, chunk = gemv_tiling if n < 4 else cpu._tiling(w.out_features, w.row_bytes, n, layout.PLANES[w.kind])
             y = torch.empty((n, w.out_features))
-            cpu.linear_int8_at(flat.data_ptr(), y.data_ptr(), n, w.in_features, plan, eps, norm_eps, block_out, chunk)
+            cpu.linear_int8_at(flat.data_ptr(), y.data_ptr(), n, w.in_features, plan, eps, norm_eps, block_out, chunk,
+                               cpu.amx.function_for(n), cpu.numba.get_num_threads())
             return y if x.dim() == 2 else y.reshape(*x.shape[:-1], w.out_features)
         lead = x.shape[:-1]
         with torch.no_grad():
