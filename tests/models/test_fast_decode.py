@@ -69,18 +69,25 @@ def test_the_engine_is_rebuilt_after_a_change_and_steps_aside_when_it_cannot_run
 
 
 def test_the_thread_chooser_follows_the_faster_count_and_keeps_exploring():
-    chooser = fast_decode.ThreadChooser(2, explore=4, window=3)
+    chooser = fast_decode.ThreadChooser(2, explore=4, window=3, max_explore=16)
     cost = {1: 3.0, 2: 1.0}  # an idle machine: 2 threads are faster
-    picks = []
-    for _ in range(12):
-        n = chooser.pick()
-        picks.append(n)
-        chooser.record(n, cost[n])
+
+    def run(steps):
+        picks = []
+        for _ in range(steps):
+            n = chooser.pick()
+            picks.append(n)
+            chooser.record(n, cost[n])
+        return picks
+
+    picks = run(60)
     assert picks[:2] == [2, 1]  # each count timed once first
-    assert picks.count(1) == 1 + 3 and chooser.current == 2  # then 1 thread only when exploring (steps 4, 8, 12)
-    cost = {1: 3.0, 2: 20.0}  # a competing process arrives: 2 threads now stall
-    for _ in range(12):
-        n = chooser.pick()
-        chooser.record(n, cost[n])
-    assert chooser.current == 1
+    # then 1 thread only when exploring, at intervals that double while the choice holds: 4, 8, 16, 16
+    assert [i + 1 for i, n in enumerate(picks) if n == 1] == [2, 4, 12, 28, 44, 60] and chooser.current == 2
+    cost = {1: 3.0, 2: 20.0}  # a competing process arrives: 2 threads now stall, noticed without exploring
+    picks = run(3)
+    assert picks[:2] == [2, 2] and chooser.current == 1
+    cost = {1: 3.0, 2: 1.0}  # it leaves: the next exploration, 4 steps after the switch, finds 2 threads again
+    picks = run(12)
+    assert chooser.current == 2 and picks.count(1) >= 3
     assert fast_decode.ThreadChooser(1).options == [1]

@@ -10,7 +10,9 @@ machine noise hits all alike, the median over `repeat` runs of
     xnor          prepare_linear(binary codes, act="binary")(x)      (xnor: XNOR-popcount)
 
 The packed kernels are timed end to end from float32 x to float32 y (activation quantization included),
-like F.linear. Before that it measures the machine's memory bandwidth: a streaming read of a buffer far
+like F.linear. Each timed call follows an untimed streaming read of FLUSH_MIB (by the timed kernel's own
+library, see `_Flush`): every call starts from cold caches, and no call is timed while the other
+library's thread pool is still spinning. Before that it measures the machine's memory bandwidth: a streaming read of a buffer far
 larger than the last-level cache (1 GiB by default), summed by a numba kernel over uint64 and by torch over
 float32, all threads; the faster of the two is the bandwidth each kernel's weight traffic is compared with.
 Numba's first-call cost (compile, or load from its cache) is timed separately, before anything else.
@@ -34,6 +36,7 @@ from . import ops
 
 DEFAULT_SHAPES = ((4096, 4096), (4096, 11008), (11008, 4096), (16384, 16384))
 DEFAULT_BATCHES = (1, 64)
+FLUSH_MIB = 512  # the read between timed calls: more than the last-level caches seen here (300 MiB of L3)
 KERNELS = ("fp32", "bf16", "ternary-int8", "binary-int8", "xnor")
 PACKED_KERNELS = {"ternary-int8": ("ternary", "int8"), "binary-int8": ("binary", "int8"), "xnor": ("binary", "binary")}
 
@@ -153,12 +156,40 @@ def measure_bandwidth(buffer_mib: int = 1024, repeat: int = 5) -> Bandwidth:
     return Bandwidth(max(torch_gbps, numba_gbps or 0.0), numba_gbps, torch_gbps, int(buffer_mib))
 
 
-def _time_interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
+class _Flush:
+    """A streaming read of `mib` MiB, untimed, before each timed call: the call then starts with its
+    weights out of the caches (the machines here have up to 300 MiB of L3, more than a 16384^2 ternary
+    matrix), and with the threads of its own library awake while the other library's pool has stopped
+    spinning (torch's OpenMP workers spin on after a parallel region and take the cores numba's
+    workers need, and the other way round). By torch for torch's kernels, by numba for ours."""
+
+    def __init__(self, mib: int) -> None:
+        self.buf = torch.ones((int(mib) << 20) // 4, dtype=torch.float32)
+        cpu = ops.numba_module()
+        self.words = self.buf.numpy().view("uint64") if cpu is not None else None
+        self.cpu = cpu
+
+    def by_torch(self) -> None:
+        self.buf.sum()
+
+    def by_numba(self) -> None:
+        if self.cpu is None:
+            self.buf.sum()
+        else:
+            self.cpu.stream_sum(self.words)
+
+
+def _time_interleaved(fns: dict[str, Callable[[], object]], repeat: int,
+                      before: "dict[str, Callable[[], object]] | None" = None) -> dict[str, list[float]]:
+    """Per-call times of each fn, interleaved repeat by repeat; before[name], when given, runs untimed
+    right before each timed call of fn name."""
     for fn in fns.values():  # warm-up (first-touch allocations, caches)
         fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
+            if before is not None and name in before:
+                before[name]()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -174,8 +205,9 @@ def bench_shape(
     kernels: tuple[str, ...] = KERNELS,
     backend: str = "auto",
     seed: int = 0,
+    flush: "_Flush | None" = None,
 ) -> list[BenchRow]:
-    """Rows for one weight shape at every batch."""
+    """Rows for one weight shape at every batch (each timed call after `flush`'s read, when given)."""
     gen = torch.Generator().manual_seed(seed)
     weights: dict[str, object] = {}
     w32 = torch.randn(out_features, in_features, generator=gen) * in_features**-0.5
@@ -213,7 +245,10 @@ def bench_shape(
                 # Prepared once, as a layer is (PackedBitLinear): the call is what a forward pays.
                 layer = ops.prepare_linear(w, scale, act=PACKED_KERNELS[name][1], backend=backend)
                 fns[name] = lambda layer=layer: layer(x)
-        times = _time_interleaved(fns, repeat)
+        before = None
+        if flush is not None:
+            before = {name: flush.by_torch if name in ("fp32", "bf16") else flush.by_numba for name in fns}
+        times = _time_interleaved(fns, repeat, before)
         med = {name: statistics.median(ts) for name, ts in times.items()}
         for name in kernels:
             w = weights[name]
@@ -277,9 +312,10 @@ def run_benchmark(
         cpu.warm_up()
         first_call = time.perf_counter() - start
     bandwidth = measure_bandwidth(buffer_mib, repeat=max(3, repeat))
+    flush = _Flush(min(FLUSH_MIB, buffer_mib))
     rows: list[BenchRow] = []
     for out_f, in_f in shapes:
-        for row in bench_shape(out_f, in_f, list(batches), repeat, bandwidth, tuple(kernels), backend):
+        for row in bench_shape(out_f, in_f, list(batches), repeat, bandwidth, tuple(kernels), backend, flush=flush):
             rows.append(row)
             if on_row is not None:
                 on_row(row)

@@ -142,28 +142,42 @@ class ThreadChooser:
     On an idle machine all threads are fastest. When another process holds a core, a parallel region waits
     for its descheduled worker, a scheduler time slice per region and a few dozen regions per step: one
     thread is then several times faster (benchmarks/RESULTS.md, decode with --busy). So the chooser runs the
-    count whose median over its last `window` steps is lower, and every `explore` steps times one step at
-    the other count, to notice when the machine changes.
+    count whose median over its last `window` steps is lower, and now and then times one step at the other
+    count, to notice when the machine changes. That exploring step is the slower count's cost (at 2B4T's
+    shape a 1-thread step took about twice a 2-thread one), so the interval between explorations starts at
+    `explore` steps and doubles, up to `max_explore`, each time one leaves the choice as it was; it starts
+    over when the choice changes. A count that becomes slower is noticed without exploring: its own median
+    rises above the other's.
     """
 
-    def __init__(self, max_threads: int, explore: int = 16, window: int = 5) -> None:
+    def __init__(self, max_threads: int, explore: int = 16, window: int = 5, max_explore: int = 128) -> None:
         self.options = sorted({1, max(1, int(max_threads))})
         self.times: dict[int, collections.deque] = {k: collections.deque(maxlen=window) for k in self.options}
-        self.current, self.explore, self.steps = self.options[-1], explore, 0
+        self.current, self.explore, self.max_explore = self.options[-1], explore, max(explore, max_explore)
+        self.steps, self.interval, self.next_explore, self._exploring = 0, explore, explore, False
 
     def pick(self) -> int:
         self.steps += 1
         untimed = [k for k in self.options if not self.times[k]]
         if untimed:
             return untimed[-1]
-        if len(self.options) > 1 and self.steps % self.explore == 0:
+        if len(self.options) > 1 and self.steps >= self.next_explore:
+            self._exploring = True
             return next(k for k in self.options if k != self.current)
         return self.current
 
     def record(self, threads: int, seconds: float) -> None:
         self.times[threads].append(seconds)
         timed = [k for k in self.options if self.times[k]]
+        before = self.current
         self.current = min(timed, key=lambda k: statistics.median(self.times[k]))
+        if self.current != before:
+            self.interval = self.explore
+        elif self._exploring:
+            self.interval = min(2 * self.interval, self.max_explore)
+        if self.current != before or self._exploring:
+            self.next_explore = self.steps + self.interval
+        self._exploring = False
 
 
 def engine_for(model) -> "FastDecode | None":
