@@ -115,8 +115,9 @@ def test_ternary_weights_at_the_accumulator_limit():
 
 
 @needs_numba
-def test_gemv_tiles_of_rows_a_quarter_block_apart():
-    """Blocks of 64 rows (4 tiles of rows 16 apart), a last block of 6 rows (one tile, 2 rows alone)."""
+def test_gemv_tiles_of_rows_an_eighth_block_apart():
+    """At 2 threads: blocks of 128 rows (16 tiles of 8 rows 16 apart; binary: 32 tiles of 4 rows 32 apart),
+    a last block of 6 rows (one tile of 4 adjacent rows, 2 rows alone); at 1 thread, the same shape."""
     for kind in ("ternary", "binary", "int8"):
         codes = random_codes(1030, 300, kind, 7)
         w = prepare_weights(codes, kind)

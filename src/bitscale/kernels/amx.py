@@ -22,8 +22,9 @@ no x86_amx type); numba code calls it through its address (`address()`). LLVM's 
 tiles (`ldtilecfg`) at the function's entry and release them at its exit. Linux lets a process use the
 tile registers only after `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, asked for here once.
 `address()` is 0, and the callers use the VNNI kernels, without AMX-INT8 in the host's features, off
-Linux x86-64, when the kernel asks numba for generic code (`cpu.GENERIC_ENV`), when that request is
-refused, or with BITSCALE_KERNELS_NO_AMX=1.
+Linux x86-64, when that request is refused, with BITSCALE_KERNELS_NO_AMX=1, or with
+BITSCALE_KERNELS_GENERIC=1 (portable kernels only). The IR is compiled in each process, for the host
+(a few milliseconds), not cached.
 """
 
 from __future__ import annotations

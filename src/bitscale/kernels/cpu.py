@@ -15,10 +15,12 @@ The inner loops are LLVM IR written here (numba `@intrinsic`), because numba's o
 every product to int64 and the auto-vectorized loop then runs at a fifth of the speed. Per 64 bytes of a
 packed row: one load, P shifts and masks (P = 4 or 8 planes), and per plane one 512-bit `vpdpbusd` (64
 u8 x s8 multiply-adds into 16 int32 lanes) per activation row, with the 64 activation bytes as its memory
-operand. Tiles with one accumulator per plane (the GEMV's) skip the shifts: byte & (mask << t bits) is
-plane t's code times 2^(t bits), still an unsigned byte, and the accumulator is shifted back once at the
-end (exact, every product in it is a multiple); on L2-resident weights that more than doubled the GEMV.
-Micro-kernels keep 4 weight rows x 1 activation row (GEMV), 4 x 4 (GEMM; 1 x 4 for binary
+operand. Tiles with several accumulators per row (the GEMV's) fold the planes: plane t goes to
+accumulator a = t % n_acc with its codes a bits-widths left of place, byte >> ((t - a) bits) & (mask << a
+bits), still an unsigned byte, and the accumulator is shifted back once at the end (exact, every product
+in it is a multiple of 2^(a bits)). A 4 x 1 tile then needs no shift at all, an 8 x 1 one shift per two
+planes; on L2-resident weights that more than doubled the GEMV.
+Micro-kernels keep 8 or 4 weight rows x 1 activation row (GEMV), 4 x 4 (GEMM; 1 x 4 for binary
 weights) or 1 x 4 in flight, 16 independent int32x16 accumulators. Without AVX-512 VNNI (or when numba targets a
 generic CPU) the same IR is emitted with plain vector zext / sext / mul / add, which LLVM lowers for any CPU.
 The XNOR kernel is plain vector IR: xor, `llvm.ctpop` (vpopcntq with AVX512-VPOPCNTDQ), add.
@@ -28,7 +30,8 @@ read from memory once per call: each thread takes a block of weight rows, walks 
 chunks of `chunk` bytes and, per chunk, runs every group of 4 activation rows against the block's weight
 rows, 4 at a time (4 x 4 tiles; binary weights 1 x 4), so the activation chunk stays in L1 and the weight
 chunk in L2. Activation rows left over (rows % 4, all of them for a GEMV) run through the 4-weight-row
-kernel against the same cached weight chunk, its 4 rows a quarter of the block apart (see `_int8_block`).
+kernel against the same cached weight chunk; a GEMV's tiles (8 x 1, binary 4 x 1) take rows an eighth
+(a quarter) of the block apart (see `_int8_block`).
 """
 
 from __future__ import annotations
@@ -102,10 +105,12 @@ def _int8_kernel(rw: int, rx: int, bits: int):
     vnni = VNNI
     n_acc = max(1, min(planes, 16 // (rw * rx))) if vnni else 1
     acc_ty = _I32x16 if vnni else _I32x64
-    # One accumulator per plane: the codes of plane t can stay in place, (byte & (mask << t bits)) =
-    # code 2^(t bits) <= 128, and the accumulator is shifted back once at the end, which saves a shift
-    # per plane and 64 weights in the inner loop.
-    scaled = vnni and planes > 1 and n_acc == planes
+    # Plane t goes to accumulator a = t % n_acc, and its codes stay a bits left of place:
+    # (byte >> (t - a) bits) & (mask << a bits) = code 2^(a bits) <= 128, still an unsigned byte. The
+    # accumulator is shifted back once at the end (exact: each of its products is a multiple of 2^(a bits)).
+    # With one accumulator per plane (the 4 x 1 GEMV tile) no plane is shifted at all, with two (8 x 1)
+    # one shift serves two planes: in the inner loop that is the work of one shift per plane saved.
+    folded = vnni and planes > 1 and n_acc > 1
 
     def codegen(context, builder, signature, args):
         w_addr, w_stride, x_addr, x_stride, plane, nbytes, out_addr, out_sw, out_sx = args
@@ -119,17 +124,20 @@ def _int8_kernel(rw: int, rx: int, bits: int):
             for _ in range(rw)
         ]
         mask16 = ir.Constant(_I16x32, [mask | (mask << 8)] * 32)
-        masks = [ir.Constant(_I16x32, [((mask << t * bits) & 0xFF) * 0x101] * 32) for t in range(planes)]
+        masks = [ir.Constant(_I16x32, [((mask << a * bits) & 0xFF) * 0x101] * 32) for a in range(n_acc)]
         with cgutils.for_range(builder, builder.udiv(nbytes, _const(64))) as loop:
             off = builder.mul(loop.index, _const(64))
-            codes = []  # codes[wi][t]: 64 unsigned codes of plane t (times 2^(t bits) when scaled)
+            codes = []  # codes[wi][t]: 64 unsigned codes of plane t (times 2^(a bits) when folded)
             for wi in range(rw):
                 w_off = builder.add(off, builder.mul(w_stride, _const(wi)))
                 wv = builder.load(_ptr(builder, w_addr, w_off, _I16x32), align=1)
                 row = []
                 for t in range(planes):
-                    if scaled:
-                        row.append(builder.and_(wv, masks[t]))
+                    if folded:
+                        a, group = t % n_acc, t // n_acc * n_acc * bits
+                        if a == 0:
+                            src = wv if group == 0 else builder.lshr(wv, ir.Constant(_I16x32, [group] * 32))
+                        row.append(builder.and_(src, masks[a]))
                     else:
                         shifted = wv if t == 0 else builder.lshr(wv, ir.Constant(_I16x32, [t * bits] * 32))
                         row.append(builder.and_(shifted, mask16))
@@ -159,7 +167,7 @@ def _int8_kernel(rw: int, rx: int, bits: int):
                 total = builder.load(accs[wi][xi][0])
                 for a in range(1, n_acc):
                     part = builder.load(accs[wi][xi][a])
-                    if scaled:  # exact: every product in accumulator a is a multiple of 2^(a bits)
+                    if folded:  # exact: every product in accumulator a is a multiple of 2^(a bits)
                         part = builder.ashr(part, ir.Constant(acc_ty, [a * bits] * 16))
                     total = builder.add(total, part)
                 s = builder.call(reduce, [total])
@@ -223,6 +231,7 @@ _i41, _i14, _i11 = _int8_kernel(4, 1, 8), _int8_kernel(1, 4, 8), _int8_kernel(1,
 # 7.7 -> 5.3 ms, 4096 x 11008: 21.5 -> 9.8 ms, 16384^2: 120 -> 64 ms; 2 threads, one run). Binary weights
 # (8 planes: 32 code vectors for 4 rows) keep the 1 x 4 tile.
 _t44, _i44 = _int8_kernel(4, 4, 2), _int8_kernel(4, 4, 8)
+_t81, _i81 = _int8_kernel(8, 1, 2), _int8_kernel(8, 1, 8)  # GEMV tiles (see _int8_block)
 _x41, _x14, _x11 = _xnor_kernel(4, 1), _xnor_kernel(1, 4), _xnor_kernel(1, 1)
 
 
@@ -253,19 +262,29 @@ def _int8_block(wa, xa, oa, n_out, q, rows, width, o0, o1, bits, chunk):
                 else:
                     _b14(wa + o * q + k0, 0, xa + r * width + k0, width, q, n, oa + (r * n_out + o) * 4, 0, n_out)
             r += 4
-        # The 4 weight rows of a tile are a quarter of the block apart (rows o, o + R, o + 2R, o + 3R): four
-        # sequential streams in four pages. Adjacent rows share a 4 KiB page when rows are short, and the
-        # L2 streamer follows one stream per page, so 2560-wide rows streamed at 8 GB/s instead of 17.
-        quarter = (o1 - o0) // 4
+        # The rows of a tile are an eighth (ternary, int8: 8 x 1 tiles) or a quarter (binary: 4 x 1) of the
+        # block apart, rows o, o + R, o + 2R, ...: sequential streams in separate pages. Adjacent rows share
+        # a 4 KiB page when rows are short, and the L2 streamer follows one stream per page, so 2560-wide
+        # rows streamed at 7-8 GB/s; with 4 streams 13-19, with 8 up to 12% more (docs/kernels.md).
+        tile = 4 if bits == 1 else 8
+        part = (o1 - o0) // tile
         for rr in range(r, rows):
-            for o in range(o0, o0 + quarter):
+            for o in range(o0, o0 + part):
                 if bits == 2:
-                    _t41(wa + o * q + k0, quarter * q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, quarter, 0)
+                    _t81(wa + o * q + k0, part * q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, part, 0)
                 elif bits == 8:
-                    _i41(wa + o * q + k0, quarter * q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, quarter, 0)
+                    _i81(wa + o * q + k0, part * q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, part, 0)
                 else:
-                    _b41(wa + o * q + k0, quarter * q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, quarter, 0)
-            o = o0 + 4 * quarter
+                    _b41(wa + o * q + k0, part * q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, part, 0)
+            o = o0 + tile * part
+            while o + 4 <= o1:
+                if bits == 2:
+                    _t41(wa + o * q + k0, q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 1, 0)
+                elif bits == 8:
+                    _i41(wa + o * q + k0, q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 1, 0)
+                else:
+                    _b41(wa + o * q + k0, q, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 1, 0)
+                o += 4
             while o < o1:
                 if bits == 2:
                     _t11(wa + o * q + k0, 0, xa + rr * width + k0, 0, q, n, oa + (rr * n_out + o) * 4, 0, 0)
@@ -541,7 +560,7 @@ _L1_ACT_BYTES = 16 * 1024  # activation chunk of one group of 4 rows kept in L1
 def _tiling(n_out: int, q: int, rows: int, planes: int) -> tuple[int, int]:
     """(block_out, chunk) for a call: weight rows per parallel task, row bytes per chunk."""
     threads = numba.get_num_threads()
-    block_out = 64
+    block_out = 128 if rows < 4 else 64  # a GEMV's 8 streams per block run 16 rows long at 128
     while block_out > 4 and -(-n_out // block_out) < 4 * threads:
         block_out //= 2
     if rows < 4:
