@@ -37,7 +37,7 @@ import sys
 import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -264,3 +264,22 @@ def block_raw_sums(fn, w, o0, bits, b, rows, panel, c, acc):
         for r in range(TILE * pair, min(rows, TILE * (pair + 1))):
             for o in range(o0, o_end):
                 acc[r, o] = c[o - o0, r - TILE * pair]
+
+
+@njit(parallel=True, fastmath=False, cache=_CACHE, nogil=True)
+def raw_sums(fn, w, bits, x, threads, acc):
+    """acc (rows, O) int32 = the raw sums x . u of the int8 activation codes x (rows, width), zero-padded,
+    against every weight row of the packed layout w, through the tiles at fn. Each of `threads` tasks
+    takes a contiguous run of 32-row weight blocks (round robin over the blocks ran twice as slow) with
+    its own panel and C tile; `threads` is the caller's numba.get_num_threads(), passed in because the
+    call inside a kernel would keep the kernel out of numba's disk cache."""
+    n_out = w.shape[0]
+    rows, width = x.shape
+    b = pack_vnni(x)
+    panels = np.empty((threads, width // 64, TILE, 64), np.uint8)
+    tiles = np.empty((threads, TILE, TILE), np.int32)
+    n_blocks = (n_out + TILE - 1) // TILE
+    per = (n_blocks + threads - 1) // threads
+    for t in prange(threads):
+        for blk in range(t * per, min(n_blocks, (t + 1) * per)):
+            block_raw_sums(fn, w, blk * TILE, bits, b, rows, panels[t], tiles[t], acc)

@@ -306,18 +306,11 @@ def _corrected(raw, xsum, bits):
     return 2 * raw - xsum
 
 
-@njit(cache=_CACHE, nogil=True)
-def _amx_scratch(width, threads):
-    """Per-thread AMX panels and 32 x 32 int32 tiles for activations of padded width `width`."""
-    return np.empty((threads, width // 64, amx.TILE, 64), np.uint8), np.empty((threads, amx.TILE, amx.TILE), np.int32)
-
-
 @njit(**_JIT)
 def _int8_driver(w, x, out, bits, block_out, chunk, amx_fn, threads):
     """out (rows, O) int32, zeroed: out = x . W over the layout (see module docstring). w (O, Q) uint8,
     x (rows, P Q) int8 zero-padded, both C-contiguous; bits 2 (ternary), 1 (binary) or 8 (int8). amx_fn
-    nonzero: the AMX tiles (`bitscale.kernels.amx`), in blocks of 32 weight rows, with scratch for
-    `threads` threads (numba's get_num_threads() inside a kernel would keep it out of the disk cache)."""
+    nonzero: the AMX tiles (`bitscale.kernels.amx.raw_sums`, with scratch for `threads` threads)."""
     n_out, q = w.shape
     rows, width = x.shape
     xsum = np.empty(rows, np.int32)
@@ -327,17 +320,10 @@ def _int8_driver(w, x, out, bits, block_out, chunk, amx_fn, threads):
             s += x[r, k]
         xsum[r] = s
     if amx_fn != 0:
-        b = amx.pack_vnni(x)
-        panels, tiles = _amx_scratch(width, threads)
-        n_tiles = (n_out + amx.TILE - 1) // amx.TILE
-        per = (n_tiles + threads - 1) // threads
-        for t in prange(threads):
-            for blk in range(t * per, min(n_tiles, (t + 1) * per)):
-                o0 = blk * amx.TILE
-                amx.block_raw_sums(amx_fn, w, o0, bits, b, rows, panels[t], tiles[t], out)
-                for r in range(rows):
-                    for o in range(o0, min(n_out, o0 + amx.TILE)):
-                        out[r, o] = _corrected(out[r, o], xsum[r], bits)
+        amx.raw_sums(amx_fn, w, bits, x, threads, out)
+        for r in prange(rows):
+            for o in range(n_out):
+                out[r, o] = _corrected(out[r, o], xsum[r], bits)
         return
     n_blocks = (n_out + block_out - 1) // block_out
     for blk in prange(n_blocks):
@@ -477,15 +463,10 @@ def linear_int8_into(x, norm_w, norm_eps, w, bits, eps, weight_scale, bias, bloc
             _quantize_row(x, r, norm_w, norm_eps, eps, codes, scales, xsum)
     acc = np.empty((rows, n_out), np.int32)
     if amx_fn != 0:
-        b = amx.pack_vnni(codes)
-        panels, tiles = _amx_scratch(width, threads)
-        n_tiles = (n_out + amx.TILE - 1) // amx.TILE
-        per = (n_tiles + threads - 1) // threads  # contiguous runs of blocks: round robin ran 2x slower
-        for t in prange(threads):
-            for blk in range(t * per, min(n_tiles, (t + 1) * per)):
-                o0 = blk * amx.TILE
-                amx.block_raw_sums(amx_fn, w, o0, bits, b, rows, panels[t], tiles[t], acc)
-                _scaled_block(acc, xsum, scales, weight_scale, bias, bits, o0, min(n_out, o0 + amx.TILE), y)
+        amx.raw_sums(amx_fn, w, bits, codes, threads, acc)
+        for blk in prange((n_out + block_out - 1) // block_out):
+            o0 = blk * block_out
+            _scaled_block(acc, xsum, scales, weight_scale, bias, bits, o0, min(n_out, o0 + block_out), y)
         return
     n_blocks = (n_out + block_out - 1) // block_out
     for blk in prange(n_blocks):
