@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/packed_kernels.py
 	$(PY) benchmarks/lm_throughput.py
 	$(PY) benchmarks/module_overhead.py
+	$(PY) benchmarks/amx_gemm.py
 	$(PY) benchmarks/decode.py --shape small
 
 clean:

@@ -50,7 +50,7 @@ from . import amx
 
 # -- target features ---------------------------------------------------------------------------------------
 
-from .amx import GENERIC_ENV  # set to 1: never emit VNNI instructions (and do not use the cache)
+from .amx import _CACHE, GENERIC_ENV  # GENERIC_ENV set to 1: never emit VNNI instructions (and no disk cache)
 
 
 def _host_has_vnni() -> bool:
@@ -66,7 +66,6 @@ def _host_has_vnni() -> bool:
 
 
 VNNI = _host_has_vnni()
-_CACHE = os.environ.get(GENERIC_ENV, "") in ("", "0")
 _JIT = dict(parallel=True, fastmath=False, cache=_CACHE, nogil=True)
 
 _I8x64 = ir.VectorType(ir.IntType(8), 64)
@@ -550,6 +549,14 @@ def _tiling(n_out: int, q: int, rows: int, planes: int) -> tuple[int, int]:
     return block_out, min(chunk, q)
 
 
+def amx_args(rows: int) -> tuple[int, int]:
+    """(amx_fn, threads) for a kernel call with `rows` activation rows: the AMX tiles' address and numba's
+    thread count from amx.MIN_ROWS rows, else (0, 1), the VNNI kernels (get_num_threads costs ~5 us, a
+    few percent of a 4096^2 GEMV, and only the AMX path needs it)."""
+    amx_fn = amx.function_for(rows)
+    return amx_fn, numba.get_num_threads() if amx_fn else 1
+
+
 def int8_matmul(w_packed: np.ndarray, x_padded: np.ndarray, bits: int) -> np.ndarray:
     """int32 (rows, O) = x . W for packed weights (O, Q) uint8 and zero-padded int8 activations (rows, P Q)."""
     n_out, q = w_packed.shape
@@ -558,8 +565,7 @@ def int8_matmul(w_packed: np.ndarray, x_padded: np.ndarray, bits: int) -> np.nda
     if rows == 0 or n_out == 0:
         return out
     block_out, chunk = _tiling(n_out, q, rows, 8 // bits)
-    amx_fn = amx.function_for(rows)
-    _int8_driver(w_packed, x_padded, out, bits, block_out, chunk, amx_fn, numba.get_num_threads() if amx_fn else 1)
+    _int8_driver(w_packed, x_padded, out, bits, block_out, chunk, *amx_args(rows))
     return out
 
 

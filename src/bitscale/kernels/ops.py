@@ -293,10 +293,8 @@ class PreparedLinear:
                 flat = flat.contiguous()
             n = flat.shape[0]
             block_out, chunk = gemv_tiling if n < 4 else cpu._tiling(w.out_features, w.row_bytes, n, layout.PLANES[w.kind])
-            amx_fn = cpu.amx.function_for(n)
-            threads = cpu.numba.get_num_threads() if amx_fn else 1  # 5 us: only the AMX path needs it
             y = torch.from_numpy(cpu.linear_int8_at(flat.data_ptr(), n, w.in_features, plan, eps, norm_eps,
-                                                    block_out, chunk, amx_fn, threads))
+                                                    block_out, chunk, *cpu.amx_args(n)))
             return y if x.dim() == 2 else y.reshape(*x.shape[:-1], w.out_features)
         lead = x.shape[:-1]
         with torch.no_grad():
