@@ -32,6 +32,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/qat_overhead.py
+	$(PY) benchmarks/conv_qat.py
 	$(PY) benchmarks/sweep_throughput.py
 	$(PY) benchmarks/bootstrap_fit.py
 	$(PY) benchmarks/catch_up_fit.py

@@ -1,9 +1,10 @@
 import math
 
 import pytest
+import torch
 import torch.nn as nn
 
-from bitscale.nn import BitLinear, summary
+from bitscale.nn import BitConv2d, BitLinear, summary
 
 
 def test_single_ternary_layer_by_hand():
@@ -45,3 +46,36 @@ def test_tied_parameters_counted_once():
     head = nn.Linear(8, 50, bias=False)
     head.weight = emb.weight
     assert summary(nn.ModuleList([emb, head])).params == 400
+
+
+class TwoConvs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c2 = BitConv2d(4, 6, (3, 2), stride=2, groups=2, bias=True, quant="bitnet-b1.58")
+        self.c1 = nn.Conv1d(3, 3, 4)
+
+    def forward(self, a, b):
+        return self.c2(a), self.c1(self.c1(b))  # c1 called twice: its MACs count twice
+
+
+def test_conv_layers_by_hand():
+    model = TwoConvs()
+    s = summary(model)
+    c2, c1 = s.layers
+    # c2: weight (6, 2, 3, 2) = 72 codes as a (6, 12) matrix: ternary-b3 rows of 3 bytes, one float32 scale
+    assert (c2.params, c2.quantized_weights, c2.precision_bits) == (78, 72, math.log2(3))
+    assert c2.storage_bits_per_weight == (6 * 3 * 8 + 32) / 72
+    assert c2.bytes_packed == (6 * 3 * 8 + 32 + 16 * 6) / 8
+    assert (c2.macs, c2.macs_per, c2.precision) == (6 * 2 * 3 * 2, "output position", "ternary x int8")
+    assert (c1.macs, c1.storage_bits_per_weight, c1.quantized_weights) == (3 * 3 * 4, 32.0, 0)
+    assert s.conv_macs_by_precision == {"ternary x int8": 72, "fp32 x fp32": 36} and s.macs_by_precision == {}
+    assert "conv MACs/output position at ternary x int8: 72" in str(s)
+
+    model.train()
+    s = summary(model, (torch.randn(2, 4, 9, 8), torch.randn(2, 3, 10)))
+    assert model.training and model.c1.training  # modes restored
+    c2, c1 = s.layers
+    assert (c2.macs, c2.macs_per) == (72 * 4 * 4, "sample")  # 4 x 4 output positions
+    assert c1.macs == 36 * (7 + 4)  # lengths 10 -> 7 -> 4
+    assert s.conv_macs == 72 * 16 + 36 * 11 and s.conv_macs_per == "sample"
+    assert "conv MACs/sample at fp32 x fp32: 396" in str(s)

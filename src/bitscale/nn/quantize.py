@@ -1,4 +1,5 @@
-"""`quantize_(model, quant)`: swap a model's nn.Linear layers for BitLinear in place, keeping their weights.
+"""`quantize_(model, quant)`: swap a model's nn.Linear / nn.Conv1d / nn.Conv2d layers for BitLinear /
+BitConv1d / BitConv2d in place, keeping their weights.
 
 This is the torchao-style entry point (`quantize_(model, quant)` mutates and returns the model). The
 swapped layers take over the original weight and bias Parameters (tied weights stay tied), so a
@@ -13,7 +14,13 @@ from typing import Callable
 import torch.nn as nn
 
 from ..quant import QuantConfig, resolve_config
+from .bitconv import BIT_CONVS, BitConv1d, BitConv2d
 from .bitlinear import BitLinear, quant_argument
+
+# What quantize_ swaps, and for what: the first matching class of each pair.
+_SWAPS = ((nn.Linear, BitLinear.from_linear), (nn.Conv1d, BitConv1d.from_conv), (nn.Conv2d, BitConv2d.from_conv))
+_SWAPPABLE = tuple(base for base, _ in _SWAPS)
+_QUANTIZED = (BitLinear, *BIT_CONVS)
 
 
 def quantize_(
@@ -22,13 +29,15 @@ def quantize_(
     filter_fn: Callable[[nn.Module, str], bool] | None = None,
     **deprecated,
 ) -> nn.Module:
-    """Replace every nn.Linear in `model` (including the model itself) by a BitLinear with `quant`.
+    """Replace every nn.Linear, nn.Conv1d and nn.Conv2d in `model` (including the model itself) by a
+    BitLinear, BitConv1d or BitConv2d with `quant`, taking over its Parameters.
 
     Args:
         model: any module; modified in place and returned.
         quant: a preset name, QuantConfig or dict of its fields (`config=` is its deprecated name).
-        filter_fn: `filter_fn(module, fully_qualified_name) -> bool` selects which linear layers to swap
-            (default: all). Layers that are already BitLinear get the new config, keeping their norm.
+        filter_fn: `filter_fn(module, fully_qualified_name) -> bool` selects which linear and conv layers
+            to swap (default: all). Layers that are already BitLinear / BitConv get the new config,
+            keeping their norm. A layer used in several places is swapped once and stays shared.
     """
     config = resolve_config(quant_argument(quant, deprecated, "quantize_"))
     swapped: dict[int, nn.Module] = {}  # a layer used in two places stays one layer
@@ -36,12 +45,12 @@ def quantize_(
     def convert(module: nn.Module, name: str) -> nn.Module:
         if id(module) in swapped:
             return swapped[id(module)]
-        if isinstance(module, nn.Linear) and (filter_fn is None or filter_fn(module, name)):
-            if isinstance(module, BitLinear):
+        if isinstance(module, _SWAPPABLE) and (filter_fn is None or filter_fn(module, name)):
+            if isinstance(module, _QUANTIZED):
                 module.config = config
                 new = module
             else:
-                new = BitLinear.from_linear(module, config)
+                new = next(swap for base, swap in _SWAPS if isinstance(module, base))(module, config)
             swapped[id(module)] = new
             return new
         for child_name, child in list(module._modules.items()):  # named_children() would skip repeats
@@ -54,13 +63,14 @@ def quantize_(
 
 
 def dequantize_(model: nn.Module) -> nn.Module:
-    """In place, the model for plain dense inference: every BitLinear holds its dequantized weight Q(W)
-    and multiplies with F.linear (its RMSNorm kept, activations not quantized). Returns it in eval mode."""
+    """In place, the model for plain dense inference: every BitLinear / BitConv holds its dequantized
+    weight Q(W) and multiplies with F.linear / F.conv (its RMSNorm kept, activations not quantized).
+    Returns it in eval mode."""
     import torch
 
     with torch.no_grad():
         for layer in model.modules():
-            if isinstance(layer, BitLinear):
+            if isinstance(layer, _QUANTIZED):
                 layer.weight.copy_(layer.quantized_weight())
     return quantize_(model, "fp32").eval()
 

@@ -1,4 +1,5 @@
-"""Activation quantizers: fake-quantized activations for training, computed per token (the last dimension).
+"""Activation quantizers: fake-quantized activations for training, computed per token (the last dimension,
+or the channel dimension `dim`: a convolution quantizes per position, over its channels at dim 1).
 
 - ``int8``    per-token absmax (BitNet, arXiv 2310.11453 eq. 4; BitNet b1.58 reference code):
               x_q = RoundClip(x * 127 / max|x|, -128, 127) / (127 / max|x|), max|x| clamped below by eps.
@@ -24,21 +25,22 @@ from torch import Tensor
 ACT_SCHEMES = ("fp32", "int8", "int4", "binary", "atom")
 
 
-def quantize_act_absmax(x: Tensor, bits: int = 8, eps: float = 1e-5) -> Tensor:
-    """Per-token symmetric absmax fake quantization to `bits` bits (codes in [-2^(b-1), 2^(b-1) - 1])."""
+def quantize_act_absmax(x: Tensor, bits: int = 8, eps: float = 1e-5, dim: int = -1) -> Tensor:
+    """Per-token symmetric absmax fake quantization to `bits` bits (codes in [-2^(b-1), 2^(b-1) - 1]), the
+    token's channels along `dim`."""
     q = 2 ** (bits - 1) - 1
     # max|x| as max(max x, -min x): two cheap reductions instead of materializing |x|; then one new
     # tensor updated in place. On a CPU, allocating (page-faulting) large tensors costs more than the
     # arithmetic here; torch.aminmax and vector_norm(inf) are slower kernels.
-    absmax = torch.maximum(x.amax(dim=-1, keepdim=True), x.amin(dim=-1, keepdim=True).neg_())
+    absmax = torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
     scale = q / absmax.clamp_(min=eps)
     # |x * scale| <= q by construction, so the reference's clamp to [-q - 1, q] never binds; skipped.
     return (x * scale).round_().div_(scale)
 
 
-def quantize_act_int8(x: Tensor, eps: float = 1e-5) -> Tensor:
-    """Per-token int8 absmax: the BitNet / BitNet b1.58 activation quantizer."""
-    return quantize_act_absmax(x, 8, eps)
+def quantize_act_int8(x: Tensor, eps: float = 1e-5, dim: int = -1) -> Tensor:
+    """Per-token int8 absmax: the BitNet / BitNet b1.58 activation quantizer (channels along `dim`)."""
+    return quantize_act_absmax(x, 8, eps, dim)
 
 
 def quantize_act_grouped(x: Tensor, bits: int, group_size: int, eps: float = 1e-5) -> Tensor:
@@ -61,9 +63,9 @@ def quantize_act_int4(x: Tensor, group_size: int = 128, eps: float = 1e-5) -> Te
     return quantize_act_grouped(x, 4, group_size, eps)
 
 
-def quantize_act_binary(x: Tensor) -> Tensor:
-    """XNOR-Net binary activation sign(x) * mean|x| per token."""
-    k = x.abs().mean(dim=-1, keepdim=True)
+def quantize_act_binary(x: Tensor, dim: int = -1) -> Tensor:
+    """XNOR-Net binary activation sign(x) * mean|x| per token (channels along `dim`)."""
+    k = x.abs().mean(dim=dim, keepdim=True)
     return torch.where(x > 0, k, -k)
 
 
@@ -100,16 +102,26 @@ def fake_quantize_act(
     n_outliers: int = 128,
     outliers: Tensor | None = None,
     eps: float = 1e-5,
+    dim: int = -1,
 ) -> Tensor:
-    """Dispatch on the activation scheme name (one of ACT_SCHEMES)."""
+    """Dispatch on the activation scheme name (one of ACT_SCHEMES); a token's channels lie along `dim`.
+
+    int8 and binary reduce along `dim` directly: the values of the same call on `x.movedim(dim, -1)` (a
+    max is exact; the mean agrees bit for bit in tests/nn/test_bitconv.py); int4 and atom, whose groups and
+    outlier indices run along the last dimension, are computed on that view and moved back (the result
+    then has a channels-last layout).
+    """
     if scheme == "fp32":
         return x
+    if dim % max(x.dim(), 1) != x.dim() - 1 and scheme in ("int4", "atom"):
+        moved = fake_quantize_act(x.movedim(dim, -1), scheme, group_size, n_outliers, outliers, eps)
+        return moved.movedim(-1, dim)
     if scheme == "int8":
-        return quantize_act_int8(x, eps)
+        return quantize_act_int8(x, eps, dim)
     if scheme == "int4":
         return quantize_act_int4(x, group_size, eps)
     if scheme == "binary":
-        return quantize_act_binary(x)
+        return quantize_act_binary(x, dim)
     if scheme == "atom":
         return quantize_act_atom(x, group_size, n_outliers, outliers, eps)
     raise ValueError(f"act: unknown scheme {scheme!r}; expected one of {', '.join(ACT_SCHEMES)}")

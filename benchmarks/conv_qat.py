@@ -1,0 +1,79 @@
+"""Conv QAT overhead: one training step (forward + backward) of BitConv2d / BitConv1d against nn.Conv2d /
+nn.Conv1d, in one process run.
+
+    python benchmarks/conv_qat.py [--repeats 15] [--presets bitnet-b1.58 ...] [--quick]
+
+Shapes (fp32, bias-free, padding keeps the size):
+- 2-D: 64 -> 64 channels, 3x3 kernel, padding 1, 32x32 inputs, batch 64;
+- 1-D: 64 -> 64 channels, kernel 5, padding 2, length 1024, batch 64.
+
+Each step computes the output, a scalar loss (sum) and the backward pass into the input and the weight.
+Per shape, the layers are timed alternately (A B A B ...), so that machine noise hits them alike; the
+median of the repeats is reported with the ratio BitConv / nn.Conv. `--quick` runs 3 repeats on a quarter
+of the batch (a smoke test, not a measurement). Target for `bitnet-b1.58` (ternary weights, int8
+activations per position) in 2-D: <= 1.2x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+
+from bitscale.nn import BitConv1d, BitConv2d
+
+
+def step_time(layer: nn.Module, x: torch.Tensor) -> float:
+    x.grad = None
+    layer.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    layer(x).sum().backward()
+    return time.perf_counter() - start
+
+
+def compare(title: str, dense: nn.Module, bit_cls, presets: list[str], x: torch.Tensor, repeats: int) -> None:
+    layers = {type(dense).__name__: dense}
+    for preset in presets:
+        layers[preset] = bit_cls.from_conv(type(dense)(dense.in_channels, dense.out_channels, dense.kernel_size,
+                                                       padding=dense.padding, bias=False), preset)
+    for layer in layers.values():  # warm-up
+        step_time(layer, x)
+    times: dict[str, list[float]] = {name: [] for name in layers}
+    for _ in range(repeats):
+        for name, layer in layers.items():
+            times[name].append(step_time(layer, x))
+    base = statistics.median(times[type(dense).__name__])
+    print(f"\n{title}, median of {repeats}")
+    print(f"{'layer':<24}{'ms':>10}{'ratio vs nn.Conv':>20}")
+    for name, ts in times.items():
+        t = statistics.median(ts)
+        print(f"{name:<24}{t * 1e3:>10.1f}{t / base:>20.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--presets", nargs="+", default=["bitnet-b1.58", "bitnet", "xnor", "fp32"])
+    parser.add_argument("--quick", action="store_true", help="3 repeats at a quarter of the batch (smoke test)")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.batch = 3, max(1, args.batch // 4)
+
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print("one training step (forward + backward) of a bias-free convolution, fp32")
+    x2 = torch.randn(args.batch, 64, 32, 32, requires_grad=True)
+    compare(f"2-D: 64 -> 64 channels, 3x3, padding 1, 32x32, batch {args.batch}",
+            nn.Conv2d(64, 64, 3, padding=1, bias=False), BitConv2d, args.presets, x2, args.repeats)
+    x1 = torch.randn(args.batch, 64, 1024, requires_grad=True)
+    compare(f"1-D: 64 -> 64 channels, kernel 5, padding 2, length 1024, batch {args.batch}",
+            nn.Conv1d(64, 64, 5, padding=2, bias=False), BitConv1d, args.presets, x1, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
