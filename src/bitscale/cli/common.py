@@ -63,9 +63,16 @@ def load_lm_run(run_dir: Path, hint: str = ""):
 
 
 def load_run_config(path: Path):
+    """A regression `RunConfig`, or a `ClassificationRunConfig` when the file says kind = "classification"."""
+    from ..limits import InputFileError, read_toml
     from ..train import RunConfig
+    from ..train.classification import ClassificationRunConfig
 
-    return load_config(path, RunConfig)
+    try:
+        kind = read_toml(path).get("kind")
+    except InputFileError as e:
+        fail(str(e))
+    return load_config(path, ClassificationRunConfig if kind == "classification" else RunConfig)
 
 
 def progress_bar() -> Progress:

@@ -13,13 +13,15 @@ from .common import app, console, fail, load_run_config, progress_bar
 
 @app.command("train")
 def train_command(
-    config: Path = typer.Argument(..., help="run config (TOML with [model], [task], [train] tables)"),
+    config: Path = typer.Argument(..., help="run config (TOML with [model], [task], [train] tables; or "
+                                  "kind = \"classification\" with [model], [data], [train])"),
     out: Optional[Path] = typer.Option(None, help="directory for model.safetensors, config.json, result.json"),
 ) -> None:
     """Train one model from a TOML config and print its final losses."""
     from ..nn import summary
     from ..runs import kind_for
     from ..train import build_model, build_task, train
+    from ..train.classification import ClassificationRunConfig, build_classifier, build_dataset
     from ..train.checkpoint import check_run_dir_target
 
     run_config = load_run_config(config)
@@ -30,8 +32,12 @@ def train_command(
             fail(str(e))
     kind_for(run_config).check_fits(run_config, str(config))
     try:
-        task = build_task(run_config.task)
-        model = build_model(run_config.model, task.d, run_config.train.seed)
+        if isinstance(run_config, ClassificationRunConfig):
+            task = build_dataset(run_config.data)
+            model = build_classifier(run_config.model, run_config.data.length, run_config.train.seed)
+        else:
+            task = build_task(run_config.task)
+            model = build_model(run_config.model, task.d, run_config.train.seed)
     except (ValueError, TypeError) as e:  # e.g. an option the target function does not take
         fail(f"{config}: {e}")
     size = summary(model)

@@ -1,4 +1,4 @@
-"""A regression task: fixed train/test splits of a seeded target function."""
+"""Supervised tasks with fixed train/test splits: the shared minibatch stream, and regression on a seeded target function."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ _REFERENCE_SIZE = 8192
 
 
 @dataclass
-class RegressionTask:
-    """Train and test sets of a regression problem y = f(x) (+ noise on train only).
+class SupervisedTask:
+    """Fixed train and test sets (x, y) with the minibatch stream the training loop draws from.
 
-    ``y_shift`` and ``y_scale`` record the standardization: y = (f(x) - y_shift) / y_scale
-    (0 and 1 when targets are not standardized).
+    Subclasses give the loss: `RegressionTask` (mean squared error) and
+    `bitscale.data.classification.ClassificationTask` (cross-entropy).
     """
 
     name: str
@@ -31,9 +31,6 @@ class RegressionTask:
     y_train: Tensor  # (n_train,)
     x_test: Tensor  # (n_test, d)
     y_test: Tensor  # (n_test,)
-    noise_std: float
-    y_shift: float = 0.0
-    y_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
@@ -59,11 +56,7 @@ class RegressionTask:
         return self.x_test.shape[0]
 
     def loss(self, pred: Tensor, target: Tensor) -> Tensor:
-        """Mean squared error, mean((pred - target)^2), as a scalar; pred may be (n,) or (n, 1)."""
-        pred = pred.reshape(-1)
-        if pred.shape != target.shape:
-            raise ValueError(f"pred has {pred.numel()} values but target has shape {tuple(target.shape)}")
-        return (pred - target).square().mean()
+        raise NotImplementedError
 
     def batches(self, batch_size: int | None, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
         """Endless (x, y) training minibatches.
@@ -93,15 +86,14 @@ class RegressionTask:
                 idx = perm[start : start + batch_size]
                 yield self.x_train[idx], self.y_train[idx]
 
-    def to(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-    ) -> RegressionTask:
-        """A copy with all tensors moved to ``device`` and/or cast to the floating ``dtype``."""
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        """A copy with all tensors moved to ``device`` and the floating ones cast to ``dtype`` (class
+        labels stay integers)."""
         if dtype is not None and not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating point dtype, got {dtype}")
 
         def move(t: Tensor) -> Tensor:
-            return t.to(device=device, dtype=dtype)
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
 
         return dataclasses.replace(
             self,
@@ -110,6 +102,26 @@ class RegressionTask:
             x_test=move(self.x_test),
             y_test=move(self.y_test),
         )
+
+
+@dataclass
+class RegressionTask(SupervisedTask):
+    """Train and test sets of a regression problem y = f(x) (+ noise on train only).
+
+    ``y_shift`` and ``y_scale`` record the standardization: y = (f(x) - y_shift) / y_scale
+    (0 and 1 when targets are not standardized).
+    """
+
+    noise_std: float = 0.0
+    y_shift: float = 0.0
+    y_scale: float = 1.0
+
+    def loss(self, pred: Tensor, target: Tensor) -> Tensor:
+        """Mean squared error, mean((pred - target)^2), as a scalar; pred may be (n,) or (n, 1)."""
+        pred = pred.reshape(-1)
+        if pred.shape != target.shape:
+            raise ValueError(f"pred has {pred.numel()} values but target has shape {tuple(target.shape)}")
+        return (pred - target).square().mean()
 
 
 def make_task(

@@ -511,7 +511,8 @@ def quant_labels(table: pd.DataFrame) -> pd.DataFrame:
 
 def from_store(path: str | Path, *, sweep: str | None = None, by: str | None = None,
                variables: Mapping[str, str] | None = None, split: str = "test",
-               curves: bool = False, where: str | None = None, holdout: str | None = None) -> list[LawData]:
+               curves: bool = False, where: str | None = None, holdout: str | None = None,
+               metric: str = "loss") -> list[LawData]:
     """Scaling-law data from the finished ("done") runs of a results store (of `sweep`, if given).
 
     `variables` adds to or overrides STORE_VARIABLES (variable -> column or expression; "loss" too).
@@ -521,7 +522,9 @@ def from_store(path: str | Path, *, sweep: str | None = None, by: str | None = N
     `by` is a column (e.g. "model.quant"): one LawData per value, labelled "model.quant=fp32";
     otherwise one LawData labelled with the sweep name or "all". `where` keeps only the done runs (or,
     with curves, points) where a condition holds, e.g. "model.quant != 'fp32' and N >= 1e6"; `holdout`
-    marks the points to hold out (LawData.held_out), e.g. "N >= 1e8"; see the module docstring."""
+    marks the points to hold out (LawData.held_out), e.g. "N >= 1e8"; see the module docstring. With
+    curves, `metric` names the curve read as the loss: "loss", or a metric the runs record at every
+    evaluation (a classification run's "error")."""
     from ..sweep.store import StoreError, load_metrics, load_runs
 
     if split not in ("train", "test"):
@@ -544,10 +547,10 @@ def from_store(path: str | Path, *, sweep: str | None = None, by: str | None = N
     group_col = "train.seed"
     if curves:
         metrics = load_metrics(path, sweep)
-        metrics = metrics[(metrics["name"] == "loss") & (metrics["split"] == split) & (metrics["step"] > 0)]
+        metrics = metrics[(metrics["name"] == metric) & (metrics["split"] == split) & (metrics["step"] > 0)]
         table = runs.merge(metrics[["run", "step", "value"]].rename(columns={"run": "id"}), on="id")
         if table.empty:
-            raise LawDataError(f"{source}: the done runs have no {split} loss curve (metric 'loss' at steps > 0)")
+            raise LawDataError(f"{source}: the done runs have no {split} {metric} curve (metric {metric!r} at steps > 0)")
         table = table.rename(columns={"value": "curve_loss"})
         steps = table["steps_done"].fillna(table.get("train.steps", np.nan))
         table["curve_flops"] = table["train_flops"] * table["step"] / steps

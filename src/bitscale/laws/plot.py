@@ -258,3 +258,52 @@ def plot_isoflop(frame: Any, profiles: Sequence[Any], path: str | os.PathLike, *
     path = Path(path).expanduser()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     return path
+
+
+def plot_scale_time(datasets: Sequence[LawData], studies: Sequence[Any], path: str | os.PathLike, *,
+                    ylabel: str = "test loss", title: str | None = None) -> Path:
+    """Scale-time panels, one row per (curves, `laws.scale_time.ScaleTimeStudy`): left, the mean loss over
+    runs against steps t, one line per size p; right, the same against p·t, with the joint scale-time fit
+    (dashed) and the largest size predicted from the smaller ones (dotted). Curves that collapse onto
+    one line on the right are what the verdict in each title says."""
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure
+
+    if not datasets or len(datasets) != len(studies):
+        raise LawDataError(f"plot: got {len(datasets)} datasets and {len(studies)} studies; expected one of each")
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(10, 3.6 * len(datasets)))
+    axes = fig.subplots(len(datasets), 2, squeeze=False)
+    for row, (data, st) in zip(axes, zip(datasets, studies)):
+        for i, p in enumerate(st.sizes):
+            mask = data.x["p"] == p
+            t = np.unique(data.x["t"][mask])
+            mean = np.array([data.loss[mask & (data.x["t"] == s)].mean() for s in t])
+            color = colors[i % len(colors)]
+            row[0].plot(t, mean, "-", color=color, lw=1.3, label=f"p = {p:,.0f}")
+            row[1].plot(p * t, mean, "-", color=color, lw=1.3)
+        u = np.geomspace(data.x["p"].min() * data.x["t"].min(), data.x["p"].max() * data.x["t"].max(), 100)
+        row[1].plot(u, st.collapse.joint.predict({"p": np.ones_like(u), "t": u}), "k--", lw=1, label="L = E + A (p t)^-α, all sizes")
+        if st.prediction is not None:
+            pr = st.prediction
+            order = np.argsort(pr.t)
+            row[1].plot(pr.size * pr.t[order], pr.predicted[order], "k:", lw=2,
+                        label=f"largest predicted from the rest ({pr.mean_abs_relative_error:.1%})")
+        row[0].set_xlabel("steps t")
+        row[1].set_xlabel("p · t")
+        for ax in row:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.grid(True, which="both", alpha=0.25)
+            ax.set_ylabel(ylabel)
+        lo, hi = st.intervals.get("ratio", (np.nan, np.nan))
+        row[0].set_title(f"{st.label}: {st.verdict} (gamma {st.gamma:.2f}; scale-time is 1)", fontsize=9)
+        row[1].set_title(f"collapse ratio {st.collapse.ratio:.2f} [{lo:.2f}, {hi:.2f}]", fontsize=9)
+        row[0].legend(fontsize=7)
+        row[1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path).expanduser()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    return path

@@ -1,6 +1,7 @@
-"""Models built from bitscale.nn: the paper's two-layer network and MLPs."""
+"""Models built from bitscale.nn: the paper's two-layer network, MLPs, a 1-D CNN and the decoder LM."""
 
 from .mlp import MLP
+from .cnn1d import CNN1d
 from .decoder import Decoder, DecoderConfig, count_params, decoder_config_for
 from .activations import ACTIVATIONS, get_activation
 from .two_layer import TwoLayerNet
@@ -8,6 +9,7 @@ from .two_layer import TwoLayerNet
 __all__ = [
     "ACTIVATIONS",
     "Decoder",
+    "CNN1d",
     "DecoderConfig",
     "MLP",
     "TwoLayerNet",

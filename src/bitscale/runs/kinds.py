@@ -2,6 +2,7 @@
 
     regression   `bitscale.train.run.RunConfig`: a TwoLayerNet / MLP on a synthetic regression task
     lm           `bitscale.train.lm_config.LMRunConfig`: a Decoder language model on a text corpus
+    classification  `bitscale.train.classification.ClassificationRunConfig`: a 1-D CNN or an MLP on MNIST-1D
 
 An LM config carries `kind = "lm"`; a config without a `kind` key is a regression run, so stores and
 sweep files written before LM sweeps existed read unchanged.
@@ -27,11 +28,12 @@ from ..models.decoder import Decoder
 from ..train import lm as lm_training  # train_lm looked up at call time (tests patch it)
 from ..train.lm_config import LMRunConfig
 from ..train.run import RunConfig, build_model, run
-from ..train.checkpoint import load_model, save_run
+from ..train.checkpoint import load_model, load_run_model, save_run
+from ..train.classification import ClassificationRunConfig, build_classifier, run_classification
 from ..train.lm_files import load_lm, save_lm
 from .outcome import RunOutcome, outcome_from_lm_result, outcome_from_result
 
-AnyRunConfig = Union[RunConfig, LMRunConfig]
+AnyRunConfig = Union[RunConfig, LMRunConfig, ClassificationRunConfig]
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,15 @@ def _save_lm(directory, model, config, result, tokenizer=None) -> Path:
     return save_lm(directory, model, tokenizer, config, result)
 
 
+def _load_classification(directory: Path) -> LoadedRun:
+    model, config = load_run_model(directory, ClassificationRunConfig, _build_classifier)
+    return LoadedRun(model.eval(), config)
+
+
+def _build_classifier(config: ClassificationRunConfig, device=None) -> nn.Module:
+    return build_classifier(config.model, config.data.length, config.train.seed, device=device)
+
+
 def _regression_skeleton(config: RunConfig) -> nn.Module:
     with torch.device("meta"):
         return build_model(config.model, config.task.d, config.train.seed)
@@ -126,6 +137,15 @@ def _regression_activations(config: RunConfig) -> int:
     return 4 * (t.n_train + t.n_test) * (t.d + 1) + 4 * 4 * rows * (m.width * m.depth + t.d)
 
 
+def _classification_activations(config: ClassificationRunConfig) -> int:
+    """The data (pool examples of `length` points) and the activations of the largest forward pass (an
+    evaluation over the larger split): about 4 fp32 tensors per layer of rows x width x positions."""
+    d, m = config.data, config.model
+    rows = max(d.n_train, d.n_test)
+    per_row = m.width * m.depth * (d.length if m.kind == "cnn1d" else 1) + d.length
+    return 4 * d.pool * (d.length + 1) + 4 * 4 * rows * per_row
+
+
 def _lm_activations(config: LMRunConfig) -> int:
     """The activations a step keeps for its backward pass: per token and layer about 16 fp32 vectors of
     d_model and 3 of d_ff (norms, projections, attention, the MLP), and the logits with their softmax and
@@ -140,12 +160,22 @@ def _regression_samples(config: RunConfig) -> int:
     return min(batch, config.task.n_train)
 
 
+def _classification_samples(config: ClassificationRunConfig) -> int:
+    return min(config.train.batch_size or config.data.n_train, config.data.n_train)
+
+
 def _lm_samples(config: LMRunConfig) -> int:
     return config.train.batch_size * config.data.block_size
 
 
 def _train_regression(run_id: str, config: RunConfig, checkpoint, every, compile: bool, started: float) -> RunOutcome:
     _, _, result = run(config, checkpoint=checkpoint, checkpoint_every=every)  # compile: LM runs only
+    return outcome_from_result(run_id, result, started)
+
+
+def _train_classification(run_id: str, config: ClassificationRunConfig, checkpoint, every, compile: bool,
+                          started: float) -> RunOutcome:
+    _, _, result = run_classification(config, checkpoint=checkpoint, checkpoint_every=every)
     return outcome_from_result(run_id, result, started)
 
 
@@ -164,6 +194,19 @@ REGRESSION_ALIASES = {
     "n_train": "task.n_train",
     "noise": "task.noise_std",
     "function": "task.function",
+    "steps": "train.steps",
+    "lr": "train.lr",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+}
+CLASSIFICATION_ALIASES = {
+    "width": "model.width",
+    "depth": "model.depth",
+    "quant": "model.quant",
+    "model": "model.kind",
+    "kernel_size": "model.kernel_size",
+    "n_train": "data.n_train",
+    "label_noise": "data.label_noise",
     "steps": "train.steps",
     "lr": "train.lr",
     "batch_size": "train.batch_size",
@@ -190,6 +233,11 @@ def _regression_summary(config: dict, samples: Any) -> tuple[str, str, str]:
     return config["model"].get("kind", "two_layer"), str(config["model"]["width"]), str(config["task"]["n_train"])
 
 
+def _classification_summary(config: dict, samples: Any) -> tuple[str, str, str]:
+    model, data = config.get("model", {}), config.get("data", {})
+    return model.get("kind", "cnn1d"), str(model.get("width", 32)), str(data.get("n_train", 4000))
+
+
 def _lm_summary(config: dict, samples: Any) -> tuple[str, str, str]:
     return "decoder", f"{config['model']['d_model']}x{config['model']['n_layer']}", str(samples)
 
@@ -207,6 +255,13 @@ KINDS: dict[str, RunKind] = {
         example_keys="model.d_model, data.corpus", summary=_lm_summary,
         test_loss_note="an LM run's test loss is its validation loss",
         load_dir=_load_lm, save_dir=_save_lm, activation_bytes=_lm_activations, compiles=True, samples_are_tokens=True,
+    ),
+    "classification": RunKind(
+        "classification", ClassificationRunConfig, skeleton=lambda c: _build_classifier(c, device="meta"),
+        samples_per_step=_classification_samples, default_size="model.width", train=_train_classification,
+        aliases=CLASSIFICATION_ALIASES, example_keys="model.width, data.label_noise", summary=_classification_summary,
+        test_loss_note="", load_dir=_load_classification, save_dir=_save_regression,
+        activation_bytes=_classification_activations,
     ),
 }
 

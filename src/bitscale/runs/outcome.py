@@ -49,6 +49,9 @@ def restart_rows(restarts: int) -> list[tuple[int, str, str, float]]:
 def outcome_from_result(run_id: str, result: RunResult, started: float) -> RunOutcome:
     metrics = [(s, "train", "loss", v) for s, v in result.train_curve]
     metrics += [(s, "test", "loss", v) for s, v in result.test_curve]
+    for key, curve in result.metric_curves.items():  # a classification run's error rates
+        split, name = key.split("/", 1)
+        metrics += [(s, split, name, v) for s, v in curve]
     metrics += restart_rows(result.restarts)
     error = None if result.status == "done" else f"loss became non-finite at step {result.diverged_at}"
     return RunOutcome(

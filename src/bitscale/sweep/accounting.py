@@ -11,11 +11,13 @@ Decoder for an LM run), so a change to a model is reflected here with nothing to
   for an LM, tokens = steps * batch_size * block_size.
 - training FLOPs C = 6 * N_matmul * S: the dense-network estimate of Kaplan et al. 2020 (2 FLOPs per
   weight per sample forward, 4 backward), where N_matmul is N without the embedding tables that are only
-  looked up (a table tied to an output head is multiplied, so it counts). It ignores the quantizers'
+  looked up (a table tied to an output head is multiplied, so it counts). A model whose weights are
+  used more than once per sample (a CNN, at every position) says so with `macs_per_sample()`, and
+  C = 6 * MACs * S. It ignores the quantizers'
   elementwise work, evaluation passes and attention's context-length term (2 L T d per token forward,
   left out as Kaplan and Hoffmann do), and counts frozen parameters (TwoLayerNet's a) as if trained.
-- two bits-per-weight figures, each weighted over the model's BitLinear matrices; 32 for full
-  precision. Other parameters (biases, full-precision heads, embeddings, a) are in neither.
+- two bits-per-weight figures, each weighted over the model's quantized BitLinear matrices and BitConv
+  kernels (a kernel as its (out, in / groups * kernel) matrix); 32 for full precision. Other parameters (biases, full-precision heads, embeddings, a) are in neither.
   - precision bits P (`QuantConfig.precision_bits`): information bits per weight, log2 of the code
     levels: sign / binary 1, ternary log2(3) = 1.585, int-k k. The scaling laws' precision variable.
   - storage bits per weight (`QuantConfig.storage_bits_per_weight`): what bitscale stores, from the
@@ -30,7 +32,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 
 from ..models.decoder import Decoder, DecoderConfig
-from ..nn import BitLinear
+from ..nn import BitConv1d, BitConv2d, BitLinear
 from ..quant import resolve_config
 from ..runs.kinds import AnyRunConfig, kind_for
 
@@ -53,8 +55,10 @@ def _parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def _quantized_shapes(model: nn.Module) -> list[tuple[int, int]]:
-    layers = {id(m.weight): m for m in model.modules() if isinstance(m, BitLinear)}.values()
-    return [(m.out_features, m.in_features) for m in layers]
+    """(rows, columns) of every quantized weight (a convolution's kernel flattened past its first dim)."""
+    layers = {id(m.weight): m for m in model.modules()
+              if isinstance(m, (BitLinear, BitConv1d, BitConv2d)) and m.config.weight != "fp32"}.values()
+    return [(m.weight.shape[0], m.weight[0].numel()) for m in layers]
 
 
 def decoder_shapes(cfg: DecoderConfig) -> list[tuple[int, int]]:
@@ -84,6 +88,8 @@ def account(config: AnyRunConfig) -> Accounting:
     lookup_only = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)} - multiplied
     n_matmul = n - sum(p.numel() for p in params if id(p) in lookup_only)
     samples = kind.samples_seen(config)
+    macs = getattr(model, "macs_per_sample", None)
+    flops_per_sample = 6.0 * (macs() if callable(macs) else n_matmul)
     # P of the quantized matrices: they all share the run's one QuantConfig, so it is that config's P.
     bits = (resolve_config(config.model.quant).precision_bits, _storage_bits(config, _quantized_shapes(model)))
-    return Accounting(n, n_non_embedding, *bits, 6.0 * n_matmul * samples, samples)
+    return Accounting(n, n_non_embedding, *bits, flops_per_sample * samples, samples)

@@ -175,8 +175,9 @@ def config_text(config) -> str:
     return json.dumps(config.model_dump(mode="json"), indent=2) + "\n"
 
 
-def save_run(directory: "str | Path", model: torch.nn.Module, config: RunConfig, result: RunResult) -> Path:
-    """Write model.safetensors, config.json and result.json into `directory`, as one unit (`write_run_dir`)."""
+def save_run(directory: "str | Path", model: torch.nn.Module, config, result: RunResult) -> Path:
+    """Write model.safetensors, config.json and result.json into `directory`, as one unit (`write_run_dir`).
+    `config` is the run's validated config (a regression `RunConfig` or a classification run's)."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     text = config_text(config)
 
@@ -188,13 +189,19 @@ def save_run(directory: "str | Path", model: torch.nn.Module, config: RunConfig,
     return write_run_dir(directory, write)
 
 
-def load_model(directory: "str | Path") -> tuple[torch.nn.Module, RunConfig]:
-    """Rebuild the model of a saved run and load its weights, verified first (see the module docstring)."""
+def load_run_model(directory: "str | Path", config_class: type, build: Callable) -> tuple[torch.nn.Module, object]:
+    """Rebuild the model of a saved run with `build(config)` and load its weights, verified first (see
+    the module docstring); `config_class` validates config.json."""
     directory = Path(directory)
     require_run_files(directory)
     text = (directory / "config.json").read_text()
-    config = RunConfig.model_validate_json(text)  # first: a folder that is not a run says so, unwarned
+    config = config_class.model_validate_json(text)  # first: a folder that is not a run says so, unwarned
     tensors = load_weights(directory, {CONFIG_KEY: ("config.json", text)})
-    model = build_model(config.model, config.task.d, config.train.seed)
+    model = build(config)
     model.load_state_dict(tensors)
     return model, config
+
+
+def load_model(directory: "str | Path") -> tuple[torch.nn.Module, RunConfig]:
+    """The model and config of a saved regression run (`load_run_model`)."""
+    return load_run_model(directory, RunConfig, lambda c: build_model(c.model, c.task.d, c.train.seed))

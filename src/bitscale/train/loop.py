@@ -13,9 +13,11 @@ the loss of the model after ``k`` updates (``k = 0`` is the initialization, ``k 
 the final model). A non-finite loss (minibatch or evaluation) ends the run as "diverged"
 at the step it was observed; the loop never raises on divergence.
 
-The task is duck-typed (see `bitscale.data.RegressionTask`): it needs ``x_train``,
+The task is duck-typed (see `bitscale.data.task.SupervisedTask`): it needs ``x_train``,
 ``y_train``, ``x_test``, ``y_test``, ``loss(pred, target)`` and
-``batches(batch_size, generator)``.
+``batches(batch_size, generator)``. A task with ``metrics(pred, target) -> {name: value}`` (a
+classification task's error rate) has those recorded at every evaluation too, on both splits, as
+``metric_curves["train/<name>"]`` and ``["test/<name>"]``.
 
 Resume: with ``checkpoint=PATH`` the loop writes its whole state (weights, optimizer state, RNG
 states, step, curves; see `bitscale.train.state`) to PATH every ``checkpoint_every`` updates, and
@@ -59,6 +61,8 @@ class RunResult:
     wall_time_s: float = 0.0
     n_params: int = 0  # trainable parameters
     restarts: int = 0  # checkpoints discarded (damaged, or a non-finite loss): the run restarted from scratch
+    # "split/name" -> [(step, value)]: the task's own metrics at every evaluation (empty without any)
+    metric_curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for `json.dumps`; curves become lists of ``[step, loss]`` pairs.
@@ -68,20 +72,26 @@ class RunResult:
         d = asdict(self)
         d["train_curve"] = [[s, v] for s, v in self.train_curve]
         d["test_curve"] = [[s, v] for s, v in self.test_curve]
+        d["metric_curves"] = {k: [[s, v] for s, v in c] for k, c in self.metric_curves.items()}
         return d
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, task: Any, device: torch.device) -> tuple[float, float]:
-    """Loss on the full train and test sets, in eval mode."""
+def _evaluate(model: nn.Module, task: Any, device: torch.device, extras: dict | None = None) -> tuple[float, float]:
+    """Loss on the full train and test sets, in eval mode; the task's `metrics` go into `extras`
+    ("split/name" -> value) when it has them and `extras` is given."""
     was_training = model.training
     model.eval()
+    losses = []
     try:
-        train_loss = task.loss(model(task.x_train.to(device)), task.y_train.to(device)).item()
-        test_loss = task.loss(model(task.x_test.to(device)), task.y_test.to(device)).item()
+        for split, x, y in (("train", task.x_train, task.y_train), ("test", task.x_test, task.y_test)):
+            pred, target = model(x.to(device)), y.to(device)
+            losses.append(task.loss(pred, target).item())
+            if extras is not None and hasattr(task, "metrics"):
+                extras.update({f"{split}/{k}": v for k, v in task.metrics(pred, target).items()})
     finally:
         model.train(was_training)
-    return train_loss, test_loss
+    return losses[0], losses[1]
 
 
 def train(
@@ -133,19 +143,23 @@ def train(
         extra = {
             "train_curve": result.train_curve,
             "test_curve": result.test_curve,
+            "metric_curves": result.metric_curves,
             "wall_time_s": elapsed_before + time.perf_counter() - t0,
         }
         save_training_state(checkpoint, model, optimizer, generator, step, extra)
 
     def evaluate(step: int) -> bool:
         """Record the curves at ``step``; False if a loss, a parameter or an optimizer state is not finite."""
-        train_loss, test_loss = _evaluate(model, task, device)
+        extras: dict[str, float] = {}
+        train_loss, test_loss = _evaluate(model, task, device, extras)
         if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
             return False
         if first_nonfinite(model, optimizer) is not None:
             return False
         result.train_curve.append((step, train_loss))
         result.test_curve.append((step, test_loss))
+        for key, value in extras.items():
+            result.metric_curves.setdefault(key, []).append((step, value))
         result.final_train_loss, result.final_test_loss = train_loss, test_loss
         if callback is not None:
             callback(step, train_loss)
@@ -161,6 +175,7 @@ def train(
         start, batch_state, extra = resumed
         result.train_curve = [(int(s), float(v)) for s, v in extra["train_curve"]]
         result.test_curve = [(int(s), float(v)) for s, v in extra["test_curve"]]
+        result.metric_curves = {str(k): [(int(s), float(v)) for s, v in c] for k, c in extra.get("metric_curves", {}).items()}
         if result.train_curve:
             result.final_train_loss, result.final_test_loss = result.train_curve[-1][1], result.test_curve[-1][1]
         elapsed_before = float(extra["wall_time_s"])

@@ -24,6 +24,8 @@ Every section is validated (unknown keys, wrong types and out-of-range values ar
 
 from __future__ import annotations
 
+import re
+
 from typing import Annotated, Any, Collection, Literal, Optional, Union
 
 import torch
@@ -113,6 +115,9 @@ def format_validation_error(err: ValidationError, source: str = "config", tags: 
         path = [p for i, p in enumerate(path) if not (i > 0 and p in tags)]
         loc = ".".join(path)
         msg = e["msg"].removeprefix("Value error, ")
+        if not loc and re.match(r"[\w.]+: ", msg):  # a check across fields that names its field itself
+            parts.append(msg)
+            continue
         got = "" if e["type"] in ("missing",) else f" (got {e['input']!r})"
         parts.append(f"{loc or '(top level)'}: {msg}{got}")
     return f"{source}: " + "; ".join(parts)

@@ -1,0 +1,106 @@
+"""`bitscale scale-time`: does a sweep's model size trade for training time (Boopathy & Fiete 2024)?
+
+For each value of --by (a precision, by default), the runs' curves (p = parameters, t = steps, loss at
+each evaluation) go to `bitscale.laws.scale_time.study`: the collapse ratio and spread on the p·t axis,
+the error of predicting the largest model's curve from the smaller ones, their bootstrap intervals over
+runs, and the verdict by the rule printed under the table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich import box
+from rich.table import Table
+
+from .common import DEFAULT_STORE, app, console, fail, progress_bar
+from .fit import MAX_BOOTSTRAP, check_count, check_positive_float
+
+
+def study_dict(st) -> dict:
+    """A ScaleTimeStudy as plain JSON values (what --json prints and the report reads)."""
+    pr = st.prediction
+    return {
+        "label": st.label, "verdict": st.verdict, "reason": st.reason, "sizes": st.sizes,
+        "runs_per_size": {f"{p:g}": n for p, n in st.runs_per_size.items()},
+        "ratio": st.collapse.ratio, "spread": st.collapse.spread, "gamma": st.gamma,
+        "prediction_error": None if pr is None else pr.mean_abs_relative_error,
+        "intervals": {k: list(v) for k, v in st.intervals.items()}, "level": st.level,
+        "alpha": st.collapse.joint.params.get("alpha"), "resamples": st.resamples, "failed": st.failed,
+    }
+
+
+@app.command("scale-time")
+def scale_time_command(
+    store: Path = typer.Option(DEFAULT_STORE, help="results store (SQLite)"),
+    sweep: Optional[str] = typer.Option(None, help="only this sweep's runs"),
+    by: str = typer.Option("model.quant", help="one study per value of this config key"),
+    metric: str = typer.Option("loss", help="the curve: loss, or a recorded metric such as error"),
+    split: str = typer.Option("test", help="test or train curves"),
+    t_min: float = typer.Option(1.0, "--t-min", help="leave out the evaluations before this step"),
+    resamples: int = typer.Option(200, help="bootstrap resamples over runs (0: no intervals, verdict inconclusive)"),
+    seed: int = typer.Option(0, help="seed of the bootstrap"),
+    plot: Optional[Path] = typer.Option(None, help="write the curves against t and p·t with the fits (PNG)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the measurements and verdicts as JSON"),
+) -> None:
+    """Scale-time equivalence per precision: collapse on p·t, small-to-large prediction, verdict."""
+    from ..atomic import atomic_write_json, check_output
+    from ..laws import LawDataError, from_store
+    from ..laws.plot import plot_scale_time
+    from ..laws.scale_time import RULE, study
+    from ..sweep.store import StoreError
+
+    check_count("--resamples", resamples, 0, MAX_BOOTSTRAP)
+    check_positive_float("--t-min", t_min)
+    for out in (plot, json_out):
+        if out is not None:
+            check_output(out, inputs=[store])
+    if not store.exists():
+        fail(f"{store}: no such store")
+    try:
+        datasets = from_store(store, sweep=sweep, by=by, split=split, curves=True, metric=metric,
+                              variables={"p": "n_params", "t": "step"})
+    except (LawDataError, ValueError, StoreError) as e:
+        fail(" ".join(str(e).split()))
+    studies = []
+    with progress_bar() as bar:
+        for data in datasets:
+            task = bar.add_task(f"scale-time {data.label}", total=max(resamples, 1))
+            try:
+                st = study(data, resamples=resamples, seed=seed, t_min=t_min,
+                           progress=lambda done, total: bar.update(task, completed=done))
+            except (LawDataError, ValueError, RuntimeError) as e:
+                fail(f"{data.label}: {' '.join(str(e).split())}")
+            bar.update(task, completed=max(resamples, 1))
+            studies.append((data.subset(data.x["t"] >= t_min), st))
+    table = Table(box=box.SIMPLE_HEAD, title=f"scale-time equivalence ({split} {metric}, t >= {t_min:g})")
+    for col in ("precision" if by == "model.quant" else by, "sizes", "runs", "gamma", "collapse ratio", "spread",
+                "predict largest", "verdict"):
+        table.add_column(col)
+
+    def shown(value, interval, fmt):
+        lo, hi = interval
+        return f"{value:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]" if resamples else f"{value:{fmt}}"
+
+    for _, st in studies:
+        pr = st.prediction
+        table.add_row(
+            st.label.split("=", 1)[-1], str(len(st.sizes)), str(sum(st.runs_per_size.values())),
+            shown(st.gamma, st.intervals["gamma"], ".2f"), shown(st.collapse.ratio, st.intervals["ratio"], ".2f"),
+            shown(st.collapse.spread, st.intervals["spread"], ".3f"),
+            "-" if pr is None else shown(pr.mean_abs_relative_error, st.intervals["prediction_error"], ".1%"),
+            st.verdict,
+        )
+    console.print(table)
+    console.print(f"rule: {RULE}", highlight=False, soft_wrap=True)
+    for _, st in studies:
+        console.print(f"  {st.label}: {st.verdict} ({st.reason})", highlight=False, soft_wrap=True)
+    if plot is not None:
+        plot_scale_time([d for d, _ in studies], [s for _, s in studies], plot,
+                        ylabel=f"{split} {metric}", title=sweep)
+        console.print(f"plot: {plot}")
+    if json_out is not None:
+        atomic_write_json(json_out, [study_dict(s) for _, s in studies])
+        console.print(f"json: {json_out}")
