@@ -35,7 +35,7 @@ def test_a_packed_decoder_is_rebuilt_from_its_own_metadata(tmp_path):
 
 
 def test_unknown_or_missing_kinds_are_one_line_errors(tmp_path):
-    with pytest.raises(ValueError, match=r"model kind 'vision' unknown \(known: decoder, regression, lm\)"):
+    with pytest.raises(ValueError, match=r"model kind 'vision' unknown \(known: decoder, regression, lm, classification\)"):
         build_skeleton({"kind": "vision"})
     packed = pack(copy.deepcopy(_decoder()))
     path = tmp_path / "bare.packed.safetensors"

@@ -89,5 +89,5 @@ class CNN1d(nn.Module):
         of each convolution, plus the head's in * out."""
         total = 0
         for conv, positions in zip(self.convs, self.lengths):
-            total += conv.macs_per_position * positions
+            total += conv.out_channels * (conv.in_channels // conv.groups) * conv.kernel_size[0] * positions
         return total + self.head.in_features * self.head.out_features
