@@ -1,6 +1,8 @@
 """BitConv1d / BitConv2d: fp32 equals nn.Conv bit for bit, every preset equals the per-position formulas,
 the STE gradients, quantize_ on a CNN, and the one-line errors."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -77,11 +79,13 @@ QUANTS = preset_names() + [
 
 @pytest.mark.parametrize("quant", QUANTS, ids=lambda q: q if isinstance(q, str) else "-".join(map(str, q.values())))
 @pytest.mark.parametrize("dims", [1, 2])
-def test_every_preset_equals_the_per_position_formulas(quant, dims):
+@pytest.mark.parametrize("buffered", [False, True])
+def test_every_preset_equals_the_per_position_formulas(quant, dims, buffered):
     _, bit_cls, _ = CONV[dims]
     torch.manual_seed(0)
     kw = dict(kernel_size=3, stride=2, padding=1, dilation=2, groups=2, bias=True)
     layer = bit_cls(16, 12, **kw, quant=quant)
+    layer.buffer_elements = 1 if buffered else None  # the buffered path: int8 / binary activations
     shape = (2, 16, 21) if dims == 1 else (2, 16, 9, 8)
     x = seeded(*shape, seed=3, scale=2.0).requires_grad_(True)
     y = layer(x)
@@ -202,3 +206,94 @@ def test_exported_from_the_package_root():
 
     assert (bitscale.BitConv1d, bitscale.BitConv2d, bitscale.PackedBitConv) == (BitConv1d, BitConv2d, PackedBitConv)
     assert bitscale.BitLinear is BitLinear
+
+
+BUFFERED = [  # dims, conv kwargs, input shape, norm, channels-last input
+    (1, dict(kernel_size=5, stride=2, padding=3, dilation=2, groups=2, bias=True), (2, 8, 31), False, False),
+    (1, dict(kernel_size=3, padding="same", bias=True), (3, 8, 20), True, False),
+    (2, dict(kernel_size=3, padding=1, groups=4), (2, 8, 9, 7), False, False),
+    (2, dict(kernel_size=3, padding=1, groups=4), (2, 8, 9, 7), False, True),
+    (2, dict(kernel_size=(3, 2), stride=(2, 1), padding="valid", bias=True), (2, 8, 11, 10), True, False),
+    (2, dict(kernel_size=(3, 2), stride=(2, 1), padding="valid", bias=True), (2, 8, 11, 10), True, True),
+]
+
+
+@pytest.mark.parametrize("quant", ["bitnet-b1.58", "bitnet", "xnor", {"preset": "bitnet", "act_ste": "approx_sign"}],
+                         ids=["bitnet-b1.58", "bitnet", "xnor", "approx_sign"])
+@pytest.mark.parametrize("dims, kw, shape, norm, channels_last", BUFFERED)
+def test_the_buffered_path_equals_the_plain_one(quant, dims, kw, shape, norm, channels_last):
+    """Large inputs write Q_a(x) into a reused buffer and recompute it for dL/dW: the same outputs and
+    gradients, bit for bit, as the plain STE path (forced here with buffer_elements)."""
+    _, bit_cls, _ = CONV[dims]
+    torch.manual_seed(0)
+    plain = bit_cls(8, 12, **kw, quant=quant, norm=norm)
+    if norm:
+        with torch.no_grad():
+            plain.norm.weight.uniform_(0.5, 1.5)
+    buffered = copy.deepcopy(plain)
+    plain.buffer_elements, buffered.buffer_elements = None, 1
+    x1 = seeded(*shape, seed=6, scale=2.0)
+    if channels_last:
+        x1 = x1.contiguous(memory_format=torch.channels_last)
+    x1.requires_grad_(True)
+    x2 = x1.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+    y1, y2 = plain(x1), buffered(x2)
+    assert type(y2.grad_fn).__name__ == "_BufferedQuantizedConvBackward"
+    assert type(y1.grad_fn).__name__ != "_BufferedQuantizedConvBackward"
+    assert torch.equal(y1, y2)
+    g = seeded(*y1.shape, seed=7)
+    y1.backward(g)
+    y2.backward(g)
+    assert torch.equal(x1.grad, x2.grad) and torch.equal(plain.weight.grad, buffered.weight.grad)
+    if plain.bias is not None:
+        assert torch.equal(plain.bias.grad, buffered.bias.grad)
+    if norm:
+        assert torch.equal(plain.norm.weight.grad, buffered.norm.weight.grad)
+
+
+def test_large_inputs_save_x_not_its_quantized_copy():
+    layer = BitConv2d(16, 16, 3, padding=1, quant="bitnet-b1.58")
+    x = seeded(8, 16, 24, 24, seed=8).requires_grad_(True)
+    assert x.numel() >= layer.buffer_elements
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = layer(x)
+    big = [t for t in saved if t.numel() == x.numel()]
+    assert len(big) == 1 and big[0] is x
+    y2 = layer(x)  # a second forward before any backward reuses the buffer: both graphs stay right
+    g = seeded(*y.shape, seed=9)
+    (g * y).sum().backward()
+    first = x.grad.clone(), layer.weight.grad.clone()
+    x.grad, layer.weight.grad = None, None
+    (g * y2).sum().backward()
+    assert torch.equal(x.grad, first[0]) and torch.equal(layer.weight.grad, first[1])
+
+
+def test_the_identity_ste_value_of_int8_absmax_is_q():
+    """What the buffered backward relies on: x + (q - x) == q for the int8 absmax quantizer (q - x is
+    exact), at every magnitude, for the eps clamp too (only the sign of a zero may differ)."""
+    from bitscale.quant import quantize_act_int8
+
+    g = torch.Generator().manual_seed(10)
+    for scale in (1e-30, 1e-7, 1e-3, 1.0, 1e4, 1e30):
+        x = torch.randn(512, 64, generator=g) * scale
+        x[:, :8] *= torch.rand(512, 8, generator=g) ** 8  # values far below the row's max
+        for eps in (1e-5, 1e-12):
+            q = quantize_act_int8(x, eps)
+            assert torch.equal(x + (q - x), q)
+
+
+def test_the_buffer_survives_inference_mode_and_can_be_released():
+    from bitscale.nn.bitconv import release_buffers
+
+    release_buffers()
+    layer = BitConv2d(8, 8, 3, padding=1, quant="bitnet-b1.58")
+    x = seeded(2, 8, 70, 70, seed=12)
+    with torch.inference_mode():  # the buffer is first made here: it must stay writable outside
+        want = layer(x)
+    y = layer(x.requires_grad_(True))
+    y.sum().backward()
+    assert torch.equal(y.detach(), want) and x.grad is not None
+    release_buffers()
+    with torch.inference_mode():
+        assert torch.equal(layer(x), want)

@@ -18,19 +18,29 @@ quantizer applied to the channel vector), so x_q does not depend on the kernel a
 
 With the `fp32` preset (and no norm) the forward and backward are exactly nn.Conv1d's / nn.Conv2d's.
 Gradients: dL/dx_n = STE_a(x_n) * conv_input_grad(dL/dy, W_q), dL/dW = STE_w(W) * conv_weight_grad(x_q, dL/dy).
+
+Inputs of `buffer_elements` (2^16) elements or more with int8 or binary activations and zero padding go
+through `_BufferedQuantizedConv`: x_q is written into a per-thread buffer reused across calls and
+recomputed in the backward pass from x_n and the saved per-position scale, so the layer saves x_n, not
+x_q, as nn.Conv saves its input, and a step allocates no input-sized tensor for x_q (`release_buffers()`
+frees the buffer). The values are those of the plain path (tests/nn/test_bitconv.py).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from functools import partial
 
 import torch
 import torch.nn as nn
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _pair, _single
 
-from ..quant import QuantConfig, fake_quantize_act, fake_quantize_weight, outlier_channels, resolve_config, straight_through
+from ..quant import QuantConfig, fake_quantize_act, fake_quantize_weight, outlier_channels, resolve_config
+from ..quant import ste_grad, straight_through
+from ..quant.activations import absmax_scale, binary_scale, quantize_act_binary, quantize_act_int8
 from .bitlinear import quant_argument
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -117,11 +127,110 @@ def _layout(x: Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+# Inputs of at least this many elements take the buffered path (`_BufferedQuantizedConv`): Q_a(x) is
+# written into a per-thread buffer reused across calls instead of a fresh tensor, since on a CPU
+# page-faulting a fresh multi-MiB tensor on every step costs more than quantizing it. The default of
+# `BitConv1d/2d.buffer_elements`; None there turns the buffered path off.
+BUFFER_ELEMENTS = 1 << 16
+
+_buffers = threading.local()
+
+
+def _bufferable(x: Tensor) -> bool:
+    """Whether x's layout has a buffer view (`_buffer_like`): contiguous or channels-last."""
+    return x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def _buffer_like(x: Tensor) -> Tensor:
+    """A tensor with x's shape, dtype and layout (contiguous or channels-last: `_bufferable`) in this
+    thread's reused buffer. Its contents are garbage; it is valid until the next call."""
+    channels_last = not x.is_contiguous()
+    cache = _buffers.__dict__.setdefault("by_kind", {})
+    key = (x.dtype, x.device)
+    flat = cache.get(key)
+    if flat is None or flat.numel() < x.numel():
+        with torch.inference_mode(False):  # a normal tensor: an inference tensor could not be written later
+            flat = cache[key] = torch.empty(x.numel(), dtype=x.dtype, device=x.device)
+    flat = flat[: x.numel()]
+    if not channels_last:
+        return flat.view(x.shape)
+    n, c, h, w = x.shape
+    return flat.view(n, h, w, c).permute(0, 3, 1, 2)
+
+
+def release_buffers() -> None:
+    """Free this thread's reused Q_a(x) buffers (they hold the largest BitConv input seen)."""
+    _buffers.__dict__.pop("by_kind", None)
+
+
+def _act_scale(c: QuantConfig, x: Tensor, buffer: Tensor) -> Tensor:
+    """The per-position scale of Q_a (int8: 127 / max|x|, binary: mean|x|) of a batched x, keepdim at dim
+    1; `buffer` (shaped like x) may be overwritten."""
+    return absmax_scale(x, 8, c.eps, 1) if c.act == "int8" else binary_scale(x, 1, buffer)
+
+
+def _quantize_into(c: QuantConfig, x: Tensor, out: Tensor, scale: Tensor, ste_value: bool = True) -> Tensor:
+    """Q_a(x) at `scale` into `out`, with the STE's forward value (x + (q - x) for the identity STE) unless
+    `ste_value` is False: then q itself."""
+    if c.act == "int8":
+        quantize_act_int8(x, c.eps, 1, out=out, scale=scale)
+    else:
+        quantize_act_binary(x, 1, out=out, scale=scale)
+    return out.sub_(x).add_(x) if ste_value and c.act_ste == "identity" else out
+
+
+class _BufferedQuantizedConv(torch.autograd.Function):
+    """y = conv(Q_a(x), W_q) + b with Q_a(x) (and its STE value) written into a reused buffer.
+
+    Forward: the per-position scale s, Q_a(x) into the buffer, then the convolution; it saves x and s (one
+    value per position), not Q_a(x), so a training step holds no more activations than nn.Conv and
+    allocates no new input-sized tensor. Backward: dL/dx = STE_a(x) * conv_input_grad(dL/dy, W_q);
+    dL/dW_q = conv_weight_grad(Q_a(x), dL/dy) with Q_a(x) recomputed from x and s into the buffer;
+    dL/db = sum of dL/dy. The same aten calls on the same values as F.conv's autograd, so the outputs and
+    gradients equal the unbuffered path's (bit for bit, but for the sign of an exact zero in dL/dW_q,
+    see backward). Not twice differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: "Tensor | None", config: QuantConfig, geometry) -> Tensor:
+        stride, padding, dilation, groups = geometry
+        conv = torch.conv1d if x.dim() == 3 else torch.conv2d
+        buffer = _buffer_like(x)
+        scale = _act_scale(config, x, buffer)
+        y = conv(_quantize_into(config, x, buffer, scale), weight, bias, stride, padding, dilation, groups)
+        ctx.save_for_backward(x, weight, scale)
+        ctx.config, ctx.geometry, ctx.has_bias = config, geometry, bias is not None
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, weight, scale = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.geometry
+        need_x, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]
+        # Q_a(x) again, from the saved scale; x only lends its shape when dW is not needed. For dW the
+        # identity STE's value x + (q - x) is taken as q: for int8 absmax they are the same numbers (q - x
+        # is exact by Sterbenz' lemma, as x/2 <= q <= 2x for every q != 0), so dW can differ at most in
+        # the sign of an exact zero, and the two passes are saved.
+        x_q = _quantize_into(ctx.config, x, _buffer_like(x), scale, ste_value=ctx.config.act != "int8") if need_w else x
+        grad_q, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad, x_q, weight, [weight.shape[0]] if ctx.has_bias else None, stride, padding, dilation, False,
+            [0] * len(stride), groups, [need_x, need_w, need_b])
+        rule, clip = ctx.config.act_ste, ctx.config.ste_clip
+        grad_x = None
+        if need_x and rule == "clipped":  # grad * 1{|x| <= clip}, the mask built in the buffer
+            grad_x = grad_q.mul_(torch.abs(x, out=_buffer_like(x)).le_(clip))
+        elif need_x:
+            grad_x = ste_grad(x, grad_q, rule, clip)
+        return grad_x, grad_w, grad_b if need_b else None, None, None, None
+
+
 class _BitConv:
     """What BitConv1d and BitConv2d share (they differ in their nn.Conv base only)."""
 
     _dims: int
     _base: type
+    buffer_elements: "int | None" = BUFFER_ELEMENTS
 
     def _init_quant(self, quant, norm, deprecated, device, dtype) -> None:
         self.config = resolve_config(quant_argument(quant, deprecated, type(self).__name__))
@@ -165,8 +274,27 @@ class _BitConv:
             return x
         return straight_through(x, partial(self._act_value, dim=cdim), c.act_ste, c.ste_clip)
 
+    def _buffered_geometry(self, x: Tensor) -> "tuple | None":
+        """(stride, padding, dilation, groups) for the buffered path, or None when x takes the plain one:
+        int8 / binary activations, zeros padding (symmetric), no autocast, a large enough x."""
+        c = self.config
+        if (self.buffer_elements is None or x.numel() < self.buffer_elements or c.act not in ("int8", "binary")
+                or self.padding_mode != "zeros" or torch.is_autocast_enabled(x.device.type)):
+            return None
+        padding = self.padding
+        if isinstance(padding, str):
+            pads = pad_amounts(padding, self.kernel_size, self.dilation)
+            if any(a != b for a, b in pads):
+                return None
+            padding = tuple(a for a, _ in pads)
+        return tuple(self.stride), tuple(padding), tuple(self.dilation), self.groups
+
     def forward(self, x: Tensor) -> Tensor:
-        check_conv_input(x, self._dims, self.in_channels, self.kernel_size, self.padding, self.dilation)
+        cdim = check_conv_input(x, self._dims, self.in_channels, self.kernel_size, self.padding, self.dilation)
+        geometry = self._buffered_geometry(x) if cdim == 1 else None
+        if geometry is not None and _bufferable(x):
+            return _BufferedQuantizedConv.apply(self._normed(x, 1), self.quantized_weight(), self.bias, self.config,
+                                                geometry)
         return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)
 
     @torch.no_grad()
@@ -252,4 +380,4 @@ class BitConv2d(_BitConv, nn.Conv2d):
 
 BIT_CONVS = (BitConv1d, BitConv2d)
 
-__all__ = ["BIT_CONVS", "BitConv1d", "BitConv2d", "check_conv_args", "check_conv_input", "pad_amounts"]
+__all__ = ["BIT_CONVS", "BitConv1d", "BitConv2d", "check_conv_args", "check_conv_input", "pad_amounts", "release_buffers"]

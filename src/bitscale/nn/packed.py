@@ -328,7 +328,8 @@ class PackedBitConv(nn.Module):
             og, cg = self.out_channels // self.groups, self.in_channels // self.groups
             codes = codes.reshape(self.out_channels, cg, *self.kernel_size)
             offsets = list(itertools.product(*(range(k) for k in self.kernel_size)))
-            self._kernels = [[_ops().prepare_weights(codes[(slice(j * og, (j + 1) * og), slice(None), *k)].contiguous(), self.kind)
+            prepare = _ops().prepare_weights
+            self._kernels = [[prepare(codes[(slice(j * og, (j + 1) * og), slice(None), *k)].contiguous(), self.kind)
                               for k in offsets] for j in range(self.groups)]
         return self._kernels
 
@@ -382,8 +383,8 @@ class PackedBitConv(nn.Module):
                 taken, row_scale = codes[at], act_scale[at].reshape(-1, 1)
                 for j in range(self.groups):
                     group_rows = taken if self.groups == 1 else taken[..., j * cg : (j + 1) * cg]
-                    acc = ops.int_matmul(group_rows.reshape(-1, cg), self.kernel_weights[j][index], backend=self.backend)
-                    part = acc.to(torch.float32)
+                    weights = self.kernel_weights[j][index]
+                    part = ops.int_matmul(group_rows.reshape(-1, cg), weights, backend=self.backend).to(torch.float32)
                     part = part.div_(row_scale) if self.config.act == "int8" else part.mul_(row_scale)
                     part.mul_(scale if scale.dim() == 0 else scale[j * og : (j + 1) * og])
                     target = y if self.groups == 1 else y[..., j * og : (j + 1) * og]

@@ -25,22 +25,33 @@ from torch import Tensor
 ACT_SCHEMES = ("fp32", "int8", "int4", "binary", "atom")
 
 
-def quantize_act_absmax(x: Tensor, bits: int = 8, eps: float = 1e-5, dim: int = -1) -> Tensor:
-    """Per-token symmetric absmax fake quantization to `bits` bits (codes in [-2^(b-1), 2^(b-1) - 1]), the
-    token's channels along `dim`."""
+def absmax_scale(x: Tensor, bits: int = 8, eps: float = 1e-5, dim: int = -1) -> Tensor:
+    """The per-token scale (2^(b-1) - 1) / max(max|x|, eps) of `quantize_act_absmax` (keepdim along `dim`)."""
     q = 2 ** (bits - 1) - 1
-    # max|x| as max(max x, -min x): two cheap reductions instead of materializing |x|; then one new
-    # tensor updated in place. On a CPU, allocating (page-faulting) large tensors costs more than the
-    # arithmetic here; torch.aminmax and vector_norm(inf) are slower kernels.
+    # max|x| as max(max x, -min x): two cheap reductions instead of materializing |x| (on a CPU, allocating
+    # and page-faulting large tensors costs more than the arithmetic here); torch.aminmax and
+    # vector_norm(inf) are slower kernels.
     absmax = torch.maximum(x.amax(dim=dim, keepdim=True), x.amin(dim=dim, keepdim=True).neg_())
-    scale = q / absmax.clamp_(min=eps)
-    # |x * scale| <= q by construction, so the reference's clamp to [-q - 1, q] never binds; skipped.
-    return (x * scale).round_().div_(scale)
+    return q / absmax.clamp_(min=eps)
 
 
-def quantize_act_int8(x: Tensor, eps: float = 1e-5, dim: int = -1) -> Tensor:
+def quantize_act_absmax(x: Tensor, bits: int = 8, eps: float = 1e-5, dim: int = -1, out: Tensor | None = None,
+                        scale: Tensor | None = None) -> Tensor:
+    """Per-token symmetric absmax fake quantization to `bits` bits (codes in [-2^(b-1), 2^(b-1) - 1]), the
+    token's channels along `dim`; written into `out` (shaped like x) when given, with the scale of
+    `absmax_scale` (computed here unless given)."""
+    if scale is None:
+        scale = absmax_scale(x, bits, eps, dim)
+    # One new tensor (or `out`), then in-place updates. |x * scale| <= q by construction, so the reference's
+    # clamp to [-q - 1, q] never binds; skipped.
+    q_x = x * scale if out is None else torch.mul(x, scale, out=out)
+    return q_x.round_().div_(scale)
+
+
+def quantize_act_int8(x: Tensor, eps: float = 1e-5, dim: int = -1, out: Tensor | None = None,
+                      scale: Tensor | None = None) -> Tensor:
     """Per-token int8 absmax: the BitNet / BitNet b1.58 activation quantizer (channels along `dim`)."""
-    return quantize_act_absmax(x, 8, eps, dim)
+    return quantize_act_absmax(x, 8, eps, dim, out, scale)
 
 
 def quantize_act_grouped(x: Tensor, bits: int, group_size: int, eps: float = 1e-5) -> Tensor:
@@ -63,10 +74,17 @@ def quantize_act_int4(x: Tensor, group_size: int = 128, eps: float = 1e-5) -> Te
     return quantize_act_grouped(x, 4, group_size, eps)
 
 
-def quantize_act_binary(x: Tensor, dim: int = -1) -> Tensor:
-    """XNOR-Net binary activation sign(x) * mean|x| per token (channels along `dim`)."""
-    k = x.abs().mean(dim=dim, keepdim=True)
-    return torch.where(x > 0, k, -k)
+def binary_scale(x: Tensor, dim: int = -1, out: Tensor | None = None) -> Tensor:
+    """The per-token scale K = mean|x| of `quantize_act_binary` (keepdim along `dim`); |x| is held in `out`
+    (shaped like x) when given instead of a new tensor."""
+    return (x.abs() if out is None else torch.abs(x, out=out)).mean(dim=dim, keepdim=True)
+
+
+def quantize_act_binary(x: Tensor, dim: int = -1, out: Tensor | None = None, scale: Tensor | None = None) -> Tensor:
+    """XNOR-Net binary activation sign(x) * mean|x| per token (channels along `dim`); written into `out`
+    (shaped like x) when given, with the scale of `binary_scale` (computed here unless given)."""
+    k = binary_scale(x, dim, out) if scale is None else scale
+    return torch.where(x > 0, k, -k) if out is None else torch.where(x > 0, k, -k, out=out)
 
 
 def outlier_channels(x: Tensor, n_outliers: int) -> Tensor:
