@@ -80,7 +80,8 @@ def test_exchange_exponent_known_answers():
 def test_study_says_holds_on_the_law_and_does_not_hold_when_separable():
     law = study(runs_of(scale_time_law), resamples=8)
     assert law.verdict == "holds", law.reason
-    assert law.intervals["gamma"][0] <= 1.0 <= law.intervals["gamma"][1]
+    assert law.gamma == pytest.approx(1.0, abs=0.02)  # 8 resamples: the interval is tight, not a coverage test
+    assert 1 / 1.5 <= law.intervals["gamma"][0] <= law.intervals["gamma"][1] <= 1.5
     assert law.prediction.mean_abs_relative_error < 0.05
     separable = study(runs_of(separable_law), resamples=8)
     assert separable.verdict == "does not hold", separable.reason

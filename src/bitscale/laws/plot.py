@@ -269,16 +269,15 @@ def plot_scale_time(datasets: Sequence[LawData], studies: Sequence[Any], path: s
     from matplotlib import rcParams
     from matplotlib.figure import Figure
 
+    from .scale_time import mean_curves
+
     if not datasets or len(datasets) != len(studies):
         raise LawDataError(f"plot: got {len(datasets)} datasets and {len(studies)} studies; expected one of each")
     colors = rcParams["axes.prop_cycle"].by_key()["color"]
     fig = Figure(figsize=(10, 3.6 * len(datasets)))
     axes = fig.subplots(len(datasets), 2, squeeze=False)
     for row, (data, st) in zip(axes, zip(datasets, studies)):
-        for i, p in enumerate(st.sizes):
-            mask = data.x["p"] == p
-            t = np.unique(data.x["t"][mask])
-            mean = np.array([data.loss[mask & (data.x["t"] == s)].mean() for s in t])
+        for i, (p, (t, mean)) in enumerate(mean_curves(data).items()):
             color = colors[i % len(colors)]
             row[0].plot(t, mean, "-", color=color, lw=1.3, label=f"p = {p:,.0f}")
             row[1].plot(p * t, mean, "-", color=color, lw=1.3)

@@ -108,16 +108,16 @@ def collapse_spread(data: LawData, points: int = 50) -> float:
     return float(np.mean(stds)) if stds else float("nan")
 
 
-def collapse(data: LawData, **fit_options) -> Collapse:
-    """Joint scale-time fit against one power law in t per model size (see the module docstring)."""
+def collapse(data: LawData, start: "Collapse | None" = None, **fit_options) -> Collapse:
+    """Joint scale-time fit against one power law in t per model size (see the module docstring).
+    `start`: a previous Collapse whose optima each fit restarts from alone (`_warm`), as the bootstrap does."""
     sizes = _sizes(data)
-    joint = fit_law("scale_time", data, **fit_options)
+    joint = fit_law("scale_time", data, **(_warm(start.joint) if start else fit_options))
     per_size, residuals = {}, []
     for p in sizes:
         mask = data.x["p"] == p
-        subset = data.subset(mask)
-        own = LawData(x={"t": subset.x["t"]}, loss=subset.loss, groups=subset.groups, label=f"p={p:g}")
-        per_size[float(p)] = fit_law("power_t", own, **fit_options)
+        own = LawData(x={"t": data.x["t"][mask]}, loss=data.loss[mask], label=f"p={p:g}")
+        per_size[float(p)] = fit_law("power_t", own, **(_warm(start.per_size[float(p)]) if start else fit_options))
         residuals.append(per_size[float(p)].residuals)
     rms_joint = _rms(joint.residuals)
     rms_sep = _rms(np.concatenate(residuals))
@@ -125,18 +125,24 @@ def collapse(data: LawData, **fit_options) -> Collapse:
     return Collapse(joint, per_size, rms_joint, rms_sep, ratio, collapse_spread(data))
 
 
-def predict_from_small(data: LawData, **fit_options) -> SmallToLarge:
-    """Fit the scale-time law on all sizes but the largest and predict the largest size's curve."""
+def predict_from_small(data: LawData, start: "SmallToLarge | None" = None, **fit_options) -> SmallToLarge:
+    """Fit the scale-time law on all sizes but the largest and predict the largest size's curve (from
+    `start`'s optimum alone when given)."""
     sizes = _sizes(data)
     largest = sizes[-1]
     held = data.x["p"] == largest
-    fit = fit_law("scale_time", data.subset(~held), **fit_options)
+    fit = fit_law("scale_time", data.subset(~held), **(_warm(start.fit) if start else fit_options))
     x = {name: values[held] for name, values in data.x.items()}
     predicted = fit.predict(x)
     actual = data.loss[held]
     errors = (predicted - actual) / actual
     return SmallToLarge(fit, float(largest), x["t"], predicted, actual, errors, float(np.mean(np.abs(errors))))
 
+
+def _warm(fit: FitResult) -> dict:
+    """fit_law options that refit from `fit`'s optimum alone (one start, no scipy polish: the batched
+    L-BFGS from a nearby optimum converges)."""
+    return {"grid": {name: [value] for name, value in fit.theta.items()}, "n_polish": 0, "min_keep": 1}
 
 RATIO_LIMIT = 2.0
 GAMMA_BAND = 1.5
@@ -218,40 +224,6 @@ def _distinct_resamples(runs_per_size: dict[float, int]) -> int:
     return total
 
 
-def _warm(fit: FitResult) -> dict:
-    """fit_law options that refit from `fit`'s optimum alone (one start, no scipy polish: the batched L-BFGS from a nearby optimum converges)."""
-    return {"grid": {name: [value] for name, value in fit.theta.items()}, "n_polish": 0, "min_keep": 1}
-
-
-def _measure(data: LawData, start: Collapse | None = None, start_prediction: SmallToLarge | None = None,
-             predict: bool = True) -> tuple[Collapse, SmallToLarge | None]:
-    """Collapse and small-to-large prediction of `data`, refitted from `start`'s optima when given."""
-    if start is None:
-        result = collapse(data)
-        return result, predict_from_small(data) if predict else None
-    joint = fit_law("scale_time", data, **_warm(start.joint))
-    per_size, residuals = {}, []
-    for p in _sizes(data):
-        mask = data.x["p"] == p
-        own = LawData(x={"t": data.x["t"][mask]}, loss=data.loss[mask], label=f"p={p:g}")
-        per_size[float(p)] = fit_law("power_t", own, **_warm(start.per_size[float(p)]))
-        residuals.append(per_size[float(p)].residuals)
-    rms_joint, rms_sep = _rms(joint.residuals), _rms(np.concatenate(residuals))
-    ratio = rms_joint / rms_sep if rms_sep > 0 else float("inf") if rms_joint > 0 else 1.0
-    result = Collapse(joint, per_size, rms_joint, rms_sep, ratio, collapse_spread(data))
-    prediction = None
-    if predict and start_prediction is not None:
-        sizes = _sizes(data)
-        held = data.x["p"] == sizes[-1]
-        fit = fit_law("scale_time", data.subset(~held), **_warm(start_prediction.fit))
-        x = {name: values[held] for name, values in data.x.items()}
-        predicted, actual = fit.predict(x), data.loss[held]
-        errors = (predicted - actual) / actual
-        prediction = SmallToLarge(fit, float(sizes[-1]), x["t"], predicted, actual, errors,
-                                  float(np.mean(np.abs(errors))))
-    return result, prediction
-
-
 def study(data: LawData, resamples: int = 200, seed: int = 0, level: float = 0.95,
           t_min: float | None = None, progress=None) -> ScaleTimeStudy:
     """Scale-time collapse, small-to-large prediction, bootstrap intervals and the verdict for curves
@@ -266,7 +238,8 @@ def study(data: LawData, resamples: int = 200, seed: int = 0, level: float = 0.9
         raise LawDataError("scale-time study: the points need groups naming their runs (curves from a store)")
     runs = {float(p): np.unique(data.groups[data.x["p"] == p]) for p in sizes}
     predict = len(sizes) >= MIN_SIZES
-    point, prediction = _measure(data, predict=predict)
+    point = collapse(data)
+    prediction = predict_from_small(data) if predict else None
     rng = np.random.default_rng(seed)
     names = ("ratio", "spread", "gamma") + (("prediction_error",) if predict else ())
     samples: dict[str, list[float]] = {n: [] for n in names}
@@ -277,10 +250,10 @@ def study(data: LawData, resamples: int = 200, seed: int = 0, level: float = 0.9
         rows = [index[p][g] for p in index for g in rng.choice(runs[p], size=len(runs[p]), replace=True)]
         sample = _take(data, np.concatenate(rows))
         try:
-            c, pr = _measure(sample, point, prediction, predict)
+            c = collapse(sample, start=point)
             values = {"ratio": c.ratio, "spread": c.spread, "gamma": exchange_exponent(sample)}
             if predict:
-                values["prediction_error"] = pr.mean_abs_relative_error
+                values["prediction_error"] = predict_from_small(sample, start=prediction).mean_abs_relative_error
             if not all(np.isfinite(v) for k, v in values.items() if k != "gamma"):
                 raise ValueError("non-finite")  # gamma is nan where no level is common: kept out below
         except (ValueError, RuntimeError):

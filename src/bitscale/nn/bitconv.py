@@ -232,7 +232,14 @@ class _BitConv:
     _base: type
     buffer_elements: "int | None" = BUFFER_ELEMENTS
 
-    def _init_quant(self, quant, norm, deprecated, device, dtype) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = False, padding_mode: str = "zeros", device=None, dtype=None, *,
+                 quant: "str | QuantConfig | dict | None" = "bitnet-b1.58", norm: bool | None = None,
+                 **deprecated) -> None:
+        check_conv_args(self._dims, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                        groups, padding_mode)
+        self._base.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                            padding_mode, device, dtype)
         self.config = resolve_config(quant_argument(quant, deprecated, type(self).__name__))
         use_norm = self.config.norm if norm is None else norm
         self.norm = nn.RMSNorm(self.in_channels, eps=1e-6, device=device, dtype=dtype) if use_norm else None
@@ -348,16 +355,6 @@ class BitConv1d(_BitConv, nn.Conv1d):
 
     _dims, _base = 1, nn.Conv1d
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = False, padding_mode: str = "zeros", device=None, dtype=None, *,
-                 quant: "str | QuantConfig | dict | None" = "bitnet-b1.58", norm: bool | None = None,
-                 **deprecated) -> None:
-        check_conv_args(1, in_channels, out_channels, kernel_size, stride, padding, dilation,
-                        groups, padding_mode)
-        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                           padding_mode, device, dtype)
-        self._init_quant(quant, norm, deprecated, device, dtype)
-
 
 class BitConv2d(_BitConv, nn.Conv2d):
     """nn.Conv2d with quantized weights and activations in the forward pass (see the module docstring).
@@ -366,16 +363,6 @@ class BitConv2d(_BitConv, nn.Conv2d):
     """
 
     _dims, _base = 2, nn.Conv2d
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = False, padding_mode: str = "zeros", device=None, dtype=None, *,
-                 quant: "str | QuantConfig | dict | None" = "bitnet-b1.58", norm: bool | None = None,
-                 **deprecated) -> None:
-        check_conv_args(2, in_channels, out_channels, kernel_size, stride, padding, dilation,
-                        groups, padding_mode)
-        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                           padding_mode, device, dtype)
-        self._init_quant(quant, norm, deprecated, device, dtype)
 
 
 BIT_CONVS = (BitConv1d, BitConv2d)

@@ -83,7 +83,83 @@ def unpackable_reason(module: nn.Module) -> "str | None":
     return config_reason(module.config)
 
 
-class PackedBitLinear(nn.Module):
+class _PackedCodes(nn.Module):
+    """What PackedBitLinear and PackedBitConv share: the `packed` codes and float32 `scale` buffers of a
+    2-D (out_features, in_features) code matrix, the full-precision RMSNorm gain and bias, the caches
+    built from them (`_CACHES`, cleared after a move or a state-dict load) and the stored size."""
+
+    _CACHES: tuple[str, ...] = ()
+
+    def _init_codes(self, packed, config, n_norm: int, norm_weight: Tensor | None, norm_eps: float,
+                    bias: Tensor | None, backend: str) -> None:
+        self.config = resolve_config(config)
+        reason = config_reason(self.config)
+        if reason is not None:
+            raise ValueError(f"{type(self).__name__}: cannot pack {reason}")
+        self.out_features, self.in_features = packed.shape
+        self.format, self.kind, self.backend = packed.format, packed.kind, backend
+        self.register_buffer("packed", packed.data)
+        self.register_buffer("scale", packed.scale)
+        self.norm: nn.RMSNorm | None = None
+        if norm_weight is not None:
+            self.norm = nn.RMSNorm(n_norm, eps=norm_eps, device="meta")
+            self.norm.weight = nn.Parameter(norm_weight.detach(), requires_grad=False)
+        if bias is not None:
+            self.bias = nn.Parameter(bias.detach(), requires_grad=False)
+        else:
+            self.register_parameter("bias", None)
+        self._clear_caches()
+
+    @staticmethod
+    def _packed_parts(layer: nn.Module, fmt: "str | None") -> dict[str, Any]:
+        """`layer`'s latent weight quantized with its own config and packed (format `fmt`, default
+        `ternary-b3` for ternary, `binary` for binary / sign, `int8` for int8), with copies of its norm
+        gain and bias: the constructor's keyword arguments."""
+        from ..quant import quantize_weight
+
+        c = layer.config
+        with torch.no_grad():
+            q = quantize_weight(layer.weight.detach().float(), c.weight, c.granularity, c.group_size, c.center, c.eps)
+        norm = layer.norm
+        return dict(
+            packed=_formats().pack_quantized(q, fmt if fmt is not None and q.scheme == "ternary" else None),
+            config=c,
+            norm_weight=None if norm is None else norm.weight.detach().clone(),
+            norm_eps=1e-6 if norm is None or norm.eps is None else float(norm.eps),
+            bias=None if layer.bias is None else layer.bias.detach().clone(),
+        )
+
+    def packed_weight(self):
+        """The layer's codes as a `bitscale.kernels.formats.PackedWeight` (out, in), sharing the buffers."""
+        return _formats().PackedWeight(self.packed, (self.out_features, self.in_features), self.scale, self.format)
+
+    def _clear_caches(self) -> None:
+        for name in self._CACHES:
+            setattr(self, name, None)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        if self.scale.dtype != torch.float32:  # .half() and friends: the scale stays float32
+            self.scale = self.scale.float()
+        self._clear_caches()
+        return self
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._clear_caches()
+
+    @property
+    def nbytes(self) -> int:
+        """Stored bytes of the packed codes and scale (norm and bias not included)."""
+        return self.packed.numel() + self.scale.numel() * self.scale.element_size()
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Stored bits per weight, scales included."""
+        return 8 * self.nbytes / (self.out_features * self.in_features)
+
+
+class PackedBitLinear(_PackedCodes):
     """A BitLinear's inference forward from packed codes.
 
     Buffers: `packed` (uint8, (out, row_bytes), in `format`) and `scale` (float32, () or (out,));
@@ -91,6 +167,8 @@ class PackedBitLinear(nn.Module):
     own weight layout (`kernel_weights`, a bitscale.kernels.KernelWeights) is prepared from the packed
     bytes on first use and rebuilt after a move or a state-dict load. Inference only (no gradients).
     """
+
+    _CACHES = ("_kernel", "_prepared")
 
     def __init__(
         self,
@@ -103,25 +181,7 @@ class PackedBitLinear(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.config = resolve_config(config)
-        reason = config_reason(self.config)
-        if reason is not None:
-            raise ValueError(f"PackedBitLinear: cannot pack {reason}")
-        self.out_features, self.in_features = packed.shape
-        self.format = packed.format
-        self.kind = packed.kind
-        self.backend = backend
-        self.register_buffer("packed", packed.data)
-        self.register_buffer("scale", packed.scale)
-        self.norm: nn.RMSNorm | None = None
-        if norm_weight is not None:
-            self.norm = nn.RMSNorm(self.in_features, eps=norm_eps, device="meta")
-            self.norm.weight = nn.Parameter(norm_weight.detach(), requires_grad=False)
-        if bias is not None:
-            self.bias = nn.Parameter(bias.detach(), requires_grad=False)
-        else:
-            self.register_parameter("bias", None)
-        self._kernel = self._prepared = None
+        self._init_codes(packed, config, packed.shape[1], norm_weight, norm_eps, bias, backend)
 
     # -- construction ---------------------------------------------------------------------------------
 
@@ -130,28 +190,10 @@ class PackedBitLinear(nn.Module):
         """Quantize `layer`'s latent weight with its own config and pack the codes (format `fmt`, default
         `ternary-b3` for ternary, `binary` for binary / sign, `int8` for int8). Raises ValueError when it
         cannot be packed."""
-        from ..quant import quantize_weight
-
         reason = unpackable_reason(layer)
         if reason is not None:
             raise ValueError(f"PackedBitLinear.from_bitlinear: cannot pack {reason}")
-        c = layer.config
-        with torch.no_grad():
-            q = quantize_weight(layer.weight.detach().float(), c.weight, c.granularity, c.group_size, c.center, c.eps)
-        packed = _formats().pack_quantized(q, fmt if fmt is not None and q.scheme == "ternary" else None)
-        norm = layer.norm
-        return cls(
-            packed,
-            c,
-            norm_weight=None if norm is None else norm.weight.detach().clone(),
-            norm_eps=1e-6 if norm is None or norm.eps is None else float(norm.eps),
-            bias=None if layer.bias is None else layer.bias.detach().clone(),
-            backend=backend,
-        )
-
-    def packed_weight(self):
-        """The layer's codes as a `bitscale.kernels.formats.PackedWeight` (sharing the buffers)."""
-        return _formats().PackedWeight(self.packed, (self.out_features, self.in_features), self.scale, self.format)
+        return cls(**cls._packed_parts(layer, fmt), backend=backend)
 
     # -- the kernel's weights ------------------------------------------------------------------------
 
@@ -167,17 +209,6 @@ class PackedBitLinear(nn.Module):
         """Build the kernel weights and the prepared forward now (otherwise the first forward does)."""
         _ = self.prepared
         return self
-
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        if self.scale.dtype != torch.float32:  # .half() and friends: the scale stays float32
-            self.scale = self.scale.float()
-        self._kernel = self._prepared = None
-        return self
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self._kernel = self._prepared = None
 
     # -- forward -------------------------------------------------------------------------------------
 
@@ -198,16 +229,6 @@ class PackedBitLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.prepared(x)
 
-    @property
-    def nbytes(self) -> int:
-        """Stored bytes of the packed codes and scale (norm and bias not included)."""
-        return self.packed.numel() + self.scale.numel() * self.scale.element_size()
-
-    @property
-    def bits_per_weight(self) -> float:
-        """Stored bits per weight, scales included."""
-        return 8 * self.nbytes / (self.out_features * self.in_features)
-
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
@@ -215,7 +236,7 @@ class PackedBitLinear(nn.Module):
         )
 
 
-class PackedBitConv(nn.Module):
+class PackedBitConv(_PackedCodes):
     """A BitConv1d / BitConv2d's inference forward from packed codes.
 
     The weight W (out, C_in / groups, *kernel_size) is stored as the 2-D code matrix its rows flatten to,
@@ -239,6 +260,8 @@ class PackedBitConv(nn.Module):
     a state-dict load. Inference only (no gradients).
     """
 
+    _CACHES = ("_kernels",)
+
     def __init__(
         self,
         packed,
@@ -257,14 +280,11 @@ class PackedBitConv(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.config = resolve_config(config)
-        reason = config_reason(self.config)
-        if reason is not None:
-            raise ValueError(f"PackedBitConv: cannot pack {reason}")
         if not isinstance(kernel_size, (tuple, list)) or len(kernel_size) not in (1, 2):
             raise ValueError(f"kernel_size: expected a tuple of 1 or 2 integers, got {kernel_size!r}")
+        self._init_codes(packed, config, in_channels, norm_weight, norm_eps, bias, backend)
         self.dims = len(kernel_size)
-        self.out_features, self.in_features = packed.shape  # the 2-D code matrix (out_channels, fan-in)
+        # the 2-D code matrix (out_features, in_features) is (out_channels, fan-in)
         self.out_channels, self.in_channels = self.out_features, in_channels
         self.groups, self.padding_mode = groups, padding_mode
         self.kernel_size, self.stride, self.padding, self.dilation = check_conv_args(
@@ -274,50 +294,22 @@ class PackedBitConv(nn.Module):
         if self.in_features != fan_in:
             raise ValueError(f"packed: shape {tuple(packed.shape)} does not hold ({self.out_channels}, {fan_in}) codes "
                              f"(in_channels / groups * prod(kernel_size))")
-        self.format, self.kind, self.backend = packed.format, packed.kind, backend
-        self.register_buffer("packed", packed.data)
-        self.register_buffer("scale", packed.scale)
-        self.norm: nn.RMSNorm | None = None
-        if norm_weight is not None:
-            self.norm = nn.RMSNorm(in_channels, eps=norm_eps, device="meta")
-            self.norm.weight = nn.Parameter(norm_weight.detach(), requires_grad=False)
-        if bias is not None:
-            self.bias = nn.Parameter(bias.detach(), requires_grad=False)
-        else:
-            self.register_parameter("bias", None)
-        self._kernels = None
 
     @classmethod
     def from_bitconv(cls, layer: nn.Module, fmt: "str | None" = None, backend: str = "auto") -> "PackedBitConv":
         """Quantize `layer`'s latent weight with its own config and pack the codes of its (out, fan-in)
         matrix (format `fmt`, default `ternary-b3` for ternary, `binary` for binary / sign, `int8` for
         int8). Raises ValueError when it cannot be packed."""
-        from ..quant import quantize_weight
-
         reason = unpackable_reason(layer)
         if reason is not None or not isinstance(layer, BIT_CONVS):
             raise ValueError(f"PackedBitConv.from_bitconv: cannot pack {reason or 'a ' + type(layer).__name__}")
-        c = layer.config
-        with torch.no_grad():
-            q = quantize_weight(layer.weight.detach().float(), c.weight, c.granularity, c.group_size, c.center, c.eps)
-        packed = _formats().pack_quantized(q, fmt if fmt is not None and q.scheme == "ternary" else None)
-        norm = layer.norm
-        return cls(
-            packed, c, in_channels=layer.in_channels, kernel_size=layer.kernel_size, stride=layer.stride,
-            padding=layer.padding, dilation=layer.dilation, groups=layer.groups, padding_mode=layer.padding_mode,
-            norm_weight=None if norm is None else norm.weight.detach().clone(),
-            norm_eps=1e-6 if norm is None or norm.eps is None else float(norm.eps),
-            bias=None if layer.bias is None else layer.bias.detach().clone(),
-            backend=backend,
-        )
+        return cls(**cls._packed_parts(layer, fmt), in_channels=layer.in_channels, kernel_size=layer.kernel_size,
+                   stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+                   padding_mode=layer.padding_mode, backend=backend)
 
     def conv_attrs(self) -> dict[str, Any]:
         """The convolution's geometry, as JSON (what a packed file records next to the 2-D code matrix)."""
         return conv_attrs(self)
-
-    def packed_weight(self):
-        """The layer's codes as a `bitscale.kernels.formats.PackedWeight` (out, fan-in), sharing the buffers."""
-        return _formats().PackedWeight(self.packed, (self.out_features, self.in_features), self.scale, self.format)
 
     @property
     def kernel_weights(self) -> "list[list]":
@@ -337,17 +329,6 @@ class PackedBitConv(nn.Module):
         """Build the kernel weights now (otherwise the first forward does)."""
         _ = self.kernel_weights
         return self
-
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        if self.scale.dtype != torch.float32:  # .half() and friends: the scale stays float32
-            self.scale = self.scale.float()
-        self._kernels = None
-        return self
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self._kernels = None
 
     def forward(self, x: Tensor) -> Tensor:
         cdim = check_conv_input(x, self.dims, self.in_channels, self.kernel_size, self.padding, self.dilation)
@@ -393,16 +374,6 @@ class PackedBitConv(nn.Module):
                 y += self.bias
             y = y.movedim(-1, 1).contiguous().to(x.dtype)
         return y if cdim == 1 else y.squeeze(0)
-
-    @property
-    def nbytes(self) -> int:
-        """Stored bytes of the packed codes and scale (norm and bias not included)."""
-        return self.packed.numel() + self.scale.numel() * self.scale.element_size()
-
-    @property
-    def bits_per_weight(self) -> float:
-        """Stored bits per weight, scales included."""
-        return 8 * self.nbytes / (self.out_features * self.in_features)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

@@ -33,11 +33,12 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from ..data.classification import ClassificationTask
 from ..data.mnist1d import N_CLASSES, MNIST1DConfig, make_mnist1d
 from ..limits import MAX_DEPTH, MAX_SEED, MAX_WIDTH, STRICT
-from ..models import ACTIVATIONS, MLP
+from ..models import MLP
 from ..models.cnn1d import CNN1d, conv_lengths
-from ..quant import QuantConfig, resolve_config
+from ..quant import QuantConfig
 from .config import TrainConfig
 from .loop import RunResult, train
+from .run import known_activation, resolve_quant_field
 
 CLASSIFICATION_TRAIN_DEFAULTS: dict[str, Any] = {
     "optimizer": "adam", "lr": 1e-2, "batch_size": 100, "steps": 2000, "eval_every": 100,
@@ -60,21 +61,8 @@ class ClassifierSpec(BaseModel):
     quantize_ends: bool = Field(False, description="quantize the first convolution and the head too")
     init_seed: Optional[int] = Field(None, ge=-MAX_SEED, le=MAX_SEED, description="default: the train seed")
 
-    @field_validator("quant", mode="before")
-    @classmethod
-    def _resolve_quant(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            resolve_config(v)
-        elif isinstance(v, dict):
-            return resolve_config(v)
-        return v
-
-    @field_validator("activation")
-    @classmethod
-    def _known_activation(cls, v: str) -> str:
-        if v not in ACTIVATIONS:
-            raise ValueError(f"expected one of {', '.join(ACTIVATIONS)}, got {v!r}")
-        return v
+    _resolve_quant = field_validator("quant", mode="before")(classmethod(lambda cls, v: resolve_quant_field(v)))
+    _known_activation = field_validator("activation")(classmethod(lambda cls, v: known_activation(v)))
 
 
 class ClassificationRunConfig(BaseModel):

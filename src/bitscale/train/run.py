@@ -41,6 +41,23 @@ from .config import TrainConfig
 from .loop import RunResult, train
 
 
+def resolve_quant_field(v: Any) -> Any:
+    """A model spec's `quant`: a preset name (checked), or a table of QuantConfig fields (optionally with a
+    base `preset`) resolved to a QuantConfig; ValueError naming the allowed presets otherwise."""
+    if isinstance(v, str):
+        resolve_config(v)
+    elif isinstance(v, dict):
+        return resolve_config(v)
+    return v
+
+
+def known_activation(v: str) -> str:
+    """A model spec's `activation`, one of the named nonlinearities."""
+    if v not in ACTIVATIONS:
+        raise ValueError(f"expected one of {', '.join(ACTIVATIONS)}, got {v!r}")
+    return v
+
+
 class ModelSpec(BaseModel):
     """Which model to build. `two_layer` is the paper's TwoLayerNet (width = m); `mlp` stacks
     `depth` BitLinear layers of `width` units with a full-precision head."""
@@ -56,21 +73,8 @@ class ModelSpec(BaseModel):
     train_a: bool = False
     init_seed: Optional[int] = Field(None, ge=-MAX_SEED, le=MAX_SEED, description="seed of the initialization; default: the train seed")
 
-    @field_validator("quant", mode="before")
-    @classmethod
-    def _resolve_quant(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            resolve_config(v)  # raises ValueError naming the allowed presets
-        elif isinstance(v, dict):
-            return resolve_config(v)  # a table of QuantConfig fields, optionally with a base `preset`
-        return v
-
-    @field_validator("activation")
-    @classmethod
-    def _known_activation(cls, v: str) -> str:
-        if v not in ACTIVATIONS:
-            raise ValueError(f"expected one of {', '.join(ACTIVATIONS)}, got {v!r}")
-        return v
+    _resolve_quant = field_validator("quant", mode="before")(classmethod(lambda cls, v: resolve_quant_field(v)))
+    _known_activation = field_validator("activation")(classmethod(lambda cls, v: known_activation(v)))
 
 
 class TaskSpec(BaseModel):
