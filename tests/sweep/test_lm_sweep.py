@@ -61,7 +61,7 @@ def test_an_lm_sweep_expands_into_lm_run_configs(lm_sweep):
     ('kind = "lm"\n[grid]\nwidth = [1, 2]\n', "grid: width: unknown config key 'width'; expected a dotted key such as model.d_model"),
     ('kind = "lm"\n[base]\nmodel = { width = 3 }\n', "base.model.width: Extra inputs are not permitted"),
     ('[base]\nkind = "lm"\n', "base: kind = 'lm' but the sweep's kind is 'regression'"),
-    ('kind = "vision"\n', "kind: Input should be 'regression' or 'lm'"),
+    ('kind = "vision"\n', "kind: Input should be 'regression', 'lm' or 'classification'"),
     ('kind = "lm"\n[[zip]]\nn_layer = [1, 2]\nd_model = [16]\n', "zip group 0: axes must have equal lengths"),
     ('kind = "lm"\n[grid]\nd_model = [33]\n', "d_model (33) / n_head (4) must be an even integer (RoPE) (got {'d_model': 33}) (at model.d_model=33)"),
 ])
