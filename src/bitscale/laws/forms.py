@@ -28,6 +28,9 @@ Built in (theta names in brackets):
                Kumar et al. 2024, arXiv 2411.04330            (..., log_gamma, c_t, gamma_D, gamma_N, log_gamma_post)
     scale_time L = E + A*(p*t)^-alpha                           (e, a, alpha)
                Boopathy & Fiete 2024, arXiv 2409.05782
+    unified    L = E + A*(p*t)^-alpha + B*n^-beta + C*(s0 + noise)*exp(-z^2/2), z = ln(p*t/(k*n))/w
+               ours, after Boopathy & Fiete 2024 (their equations are not given here; see
+               laws/double_descent.py)                 (e, a, alpha, b, beta, log_c, log_s0, log_k, log_w)
     ntk        L = L_inf + (L_0 - L_inf)*exp(-r*t)              (l_inf, d = log(L_0 - L_inf), log_r)
                linearized (NTK) training: Jacot et al. 2018, arXiv 1806.07572; Lee et al. 2019, 1902.06720
 
@@ -466,6 +469,27 @@ def precision_multiplier(p, x):
               "arXiv 2409.05782")
 def scale_time(p, x):
     return logsumexp2(p["e"], p["a"] - p["alpha"] * (torch.log(x["p"]) + torch.log(x["t"])))
+
+
+_unified_natural, _unified_theta = exp_params(e="E", a="A", b="B", log_c="C", log_s0="s0", log_k="k", log_w="w")
+
+
+@law("unified", variables=("p", "t", "n", "noise"), nonnegative=("noise",),
+     natural=_unified_natural, theta=_unified_theta,
+     params={"e": _E, "a": _A, "alpha": _EXPONENT, "b": _A, "beta": _EXPONENT, "log_c": (-30.0, 10.0),
+             "log_s0": (-12.0, 3.0), "log_k": (-10.0, 40.0), "log_w": (-3.0, 2.5)},
+     grid={"e": (-3.0, -1.0, -0.5), "a": (0.0, 2.0, 5.0), "alpha": (0.1, 0.3, 1.0), "b": (0.0, 5.0),
+           "beta": (0.3, 1.0), "log_c": (-2.0, 0.0), "log_s0": (-3.0, -1.0),
+           "log_k": (2.0, 6.0, 10.0, 14.0, 18.0, 22.0), "log_w": (-1.0, 0.0, 1.0)},
+     folds={"n": _FOLD_D, "noise": {"log_s0": 0.0}},
+     formula="L = E + A*(p*t)^-alpha + B*n^-beta + C*(s0 + noise)*exp(-z^2/2), z = ln(p*t / (k*n)) / w",
+     citation="ours, after Boopathy & Fiete 2024 (arXiv 2409.05782): scale-time equivalence (p*t) joined to a "
+              "double-descent peak where p*t reaches k*n, its height linear in the label noise")
+def unified(p, x):
+    log_pt = torch.log(x["p"]) + torch.log(x["t"])
+    z = (log_pt - p["log_k"] - torch.log(x["n"])) / torch.exp(p["log_w"])
+    peak = p["log_c"] + torch.log(torch.exp(p["log_s0"]) + x["noise"]) - 0.5 * z * z
+    return logsumexp(p["e"], p["a"] - p["alpha"] * log_pt, p["b"] - p["beta"] * torch.log(x["n"]), peak)
 
 
 def _ntk_natural(t: Theta) -> Theta:
