@@ -6,9 +6,14 @@
    store `OUT/demo.db`.
 2. `demo-lm`: a small decoder size sweep on Tiny Shakespeare, fp32 vs bitnet-b1.58, by the `processes`
    executor into the same store.
-3. theory: `bitscale.theory.run_study` (empirical vs analytic NTK at a few widths, kernel movement,
+3. `demo-scale-time`: the 1-D CNN on MNIST-1D over channels x training time, fp32 vs 1-bit (`bitnet`),
+   at a constant learning rate (Boopathy & Fiete's scale-time equivalence).
+4. `demo-double-descent`: a one-hidden-layer MLP on 1000 MNIST-1D samples across the interpolation
+   threshold, at label noise 0 and 0.2, fp32 vs 1-bit (double descent and the unified law).
+5. theory: `bitscale.theory.run_study` (empirical vs analytic NTK at a few widths, kernel movement,
    the generalization difference vs width) into `OUT/theory/`.
-4. the report: `bitscale.report.build_report` over the store and the theory directory, `OUT/report/`.
+6. the report: `bitscale.report.build_report` over the store and the theory directory, `OUT/report/`,
+   with steps 3 and 4 named as the scale-time and double-descent studies.
 
 Re-running reuses everything finished: the store never retrains a done run, and the theory study is
 skipped when `OUT/theory/summary.json` was written for the same settings (`OUT/theory/plan.json`).
@@ -37,8 +42,19 @@ class DemoPlan:
     lm_sizes: tuple[tuple[int, int, int], ...] = ((2, 32, 2), (2, 48, 2), (2, 64, 2))
     lm_seeds: tuple[int, ...] = (0, 1)
     lm_steps: int = 200
+    # the scale-time CNN: channels, seeds, steps; the double-descent MLP: hidden units, label noise, seeds,
+    # steps, training samples
+    st_widths: tuple[int, ...] = (8, 16, 32)
+    st_seeds: tuple[int, ...] = (0, 1, 2)
+    st_steps: int = 1000
+    dd_widths: tuple[int, ...] = (8, 32, 128, 512, 2048)
+    dd_noises: tuple[float, ...] = (0.0, 0.2)
+    dd_seeds: tuple[int, ...] = (0, 1)
+    dd_steps: int = 2000
+    dd_n_train: int = 1000
     theory: dict[str, Any] = field(default_factory=dict)  # TheoryConfig fields
     bootstrap: int = 200
+    study_resamples: int = 50  # run-bootstrap resamples of the scale-time and double-descent studies
 
 
 FULL = DemoPlan(
@@ -54,7 +70,7 @@ QUICK = DemoPlan(
     theory={"widths": [64, 256, 1024], "seeds": [0, 1], "n_train": 64, "n_test": 256, "steps": 100,
             "every": 50, "kappas": [1.0], "kappa_width": 256, "ntk_widths": [256, 1024], "ntk_points": 16,
             "targets": [{"function": "teacher", "d": 128}]},
-    bootstrap=100,
+    bootstrap=100, st_seeds=(0, 1), st_steps=400, dd_widths=(8, 32, 128, 512), dd_steps=1000, study_resamples=30,
 )
 
 
@@ -92,9 +108,41 @@ def lm_sweep(plan: DemoPlan) -> dict[str, Any]:
     }
 
 
+def scale_time_sweep(plan: DemoPlan) -> dict[str, Any]:
+    """The MNIST-1D CNN sweep file (as a dict) of step 3."""
+    return {
+        "name": "demo-scale-time",
+        "kind": "classification",
+        "description": "MNIST-1D CNN, channels x steps at a constant lr, fp32 vs 1-bit (bitscale demo)",
+        "base": {
+            "model": {"kind": "cnn1d", "depth": 3, "kernel_size": 5, "stride": 2},
+            "train": {"optimizer": "adam", "lr": 3e-3, "batch_size": 100, "steps": plan.st_steps,
+                      "schedule": "constant", "eval_every": max(1, plan.st_steps // 10)},
+        },
+        "grid": {"width": list(plan.st_widths), "quant": ["fp32", "bitnet"], "seed": list(plan.st_seeds)},
+    }
+
+
+def double_descent_sweep(plan: DemoPlan) -> dict[str, Any]:
+    """The MNIST-1D MLP sweep file (as a dict) of step 4."""
+    return {
+        "name": "demo-double-descent",
+        "kind": "classification",
+        "description": "MNIST-1D MLP across the interpolation threshold at two label-noise levels (bitscale demo)",
+        "base": {
+            "model": {"kind": "mlp", "depth": 1},
+            "data": {"n_train": plan.dd_n_train},
+            "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": min(500, plan.dd_n_train),
+                      "steps": plan.dd_steps, "schedule": "constant", "eval_every": max(1, plan.dd_steps // 4)},
+        },
+        "grid": {"width": list(plan.dd_widths), "quant": ["fp32", "bitnet"], "label_noise": list(plan.dd_noises),
+                 "seed": list(plan.dd_seeds)},
+    }
+
+
 def run_main_job(plan: DemoPlan, out: "str | Path", *, on_progress: Optional[Event] = None,
                  on_stage: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
-    """Run the four steps into `out`; returns {"store", "report", "theory", "sweeps": {name: SweepReport}}."""
+    """Run the six steps into `out`; returns {"store", "report", "theory", "sweeps": {name: SweepReport}}."""
     from .report import build_report
     from .sweep.executors import BatchedExecutor, ProcessExecutor
     from .sweep.runner import run_sweep
@@ -108,7 +156,10 @@ def run_main_job(plan: DemoPlan, out: "str | Path", *, on_progress: Optional[Eve
     stage = on_stage or (lambda _: None)
     progress = on_progress or (lambda *_: None)
     reports = {}
-    for sweep_dict, executor in ((width_sweep(plan), BatchedExecutor), (lm_sweep(plan), lambda: ProcessExecutor(2))):
+    processes = lambda: ProcessExecutor(2)  # noqa: E731
+    jobs = ((width_sweep(plan), BatchedExecutor), (lm_sweep(plan), processes), (scale_time_sweep(plan), processes),
+            (double_descent_sweep(plan), processes))
+    for sweep_dict, executor in jobs:
         path = out / f"{sweep_dict['name']}.toml"
         text = sweep_file_text(sweep_dict, header="written by `bitscale demo`")
         atomic_write(path, lambda tmp: Path(tmp).write_text(text))
@@ -146,6 +197,8 @@ def run_main_job(plan: DemoPlan, out: "str | Path", *, on_progress: Optional[Eve
     else:
         stage("theory: reused (same settings)")
     stage("report")
-    report = build_report(store, out / "report", bootstrap=plan.bootstrap, theory=theory_dir)
+    report = build_report(store, out / "report", bootstrap=plan.bootstrap, theory=theory_dir,
+                          scale_time=["demo-scale-time"], double_descent=["demo-double-descent"],
+                          study_resamples=plan.study_resamples)
     atomic_write_json(out / "plan.json", asdict(plan))
     return {"store": store, "report": report, "theory": theory_dir, "sweeps": reports}

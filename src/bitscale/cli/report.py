@@ -22,6 +22,12 @@ def report_command(
     law: str = typer.Option("auto", help="auto | power_N | precision_size | chinchilla | ... (see `bitscale fit`)"),
     bootstrap: int = typer.Option(200, help="bootstrap resamples per fit (0: no intervals)"),
     theory: Optional[Path] = typer.Option(None, help="a `bitscale theory` output directory to include"),
+    scale_time: list[str] = typer.Option([], "--scale-time", help="a sweep to judge scale-time equivalence on "
+                                         "(Boopathy & Fiete); repeatable"),
+    double_descent: list[str] = typer.Option([], "--double-descent", help="a sweep across the interpolation "
+                                             "threshold at several label-noise levels; repeatable"),
+    study_resamples: Optional[int] = typer.Option(None, help="run-bootstrap resamples of those studies "
+                                                  "(default: --bootstrap)"),
 ) -> None:
     """Write OUT/report.html: what was run, tables with intervals, law fits, findings and the 1-bit
     scaling paper's claims marked holds / does not hold / inconclusive / not tested, with the commands to reproduce."""
@@ -31,10 +37,13 @@ def report_command(
     from .fit import MAX_BOOTSTRAP, check_count
 
     check_count("--bootstrap", bootstrap, 0, MAX_BOOTSTRAP)
+    if study_resamples is not None:
+        check_count("--study-resamples", study_resamples, 0, MAX_BOOTSTRAP)
     check_directory_target(out)
     try:
         result = build_report(store, out, sweep=sweep, by=by, size=size, reference=reference, law=law,
-                              bootstrap=bootstrap, theory=theory)
+                              bootstrap=bootstrap, theory=theory, scale_time=scale_time,
+                              double_descent=double_descent, study_resamples=study_resamples)
     except (ReportError, StoreError) as e:
         fail(str(e))
     counts = {}

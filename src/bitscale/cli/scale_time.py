@@ -19,19 +19,6 @@ from .common import DEFAULT_STORE, app, console, fail, progress_bar
 from .fit import MAX_BOOTSTRAP, check_count, check_positive_float
 
 
-def study_dict(st) -> dict:
-    """A ScaleTimeStudy as plain JSON values (what --json prints and the report reads)."""
-    pr = st.prediction
-    return {
-        "label": st.label, "verdict": st.verdict, "reason": st.reason, "sizes": st.sizes,
-        "runs_per_size": {f"{p:g}": n for p, n in st.runs_per_size.items()},
-        "ratio": st.collapse.ratio, "spread": st.collapse.spread, "gamma": st.gamma,
-        "prediction_error": None if pr is None else pr.mean_abs_relative_error,
-        "intervals": {k: list(v) for k, v in st.intervals.items()}, "level": st.level,
-        "alpha": st.collapse.joint.params.get("alpha"), "resamples": st.resamples, "failed": st.failed,
-    }
-
-
 @app.command("scale-time")
 def scale_time_command(
     store: Path = typer.Option(DEFAULT_STORE, help="results store (SQLite)"),
@@ -49,7 +36,7 @@ def scale_time_command(
     from ..atomic import atomic_write_json, check_output
     from ..laws import LawDataError, from_store
     from ..laws.plot import plot_scale_time
-    from ..laws.scale_time import RULE, study
+    from ..laws.scale_time import RULE, study, study_dict
     from ..sweep.store import StoreError
 
     check_count("--resamples", resamples, 0, MAX_BOOTSTRAP)

@@ -28,13 +28,13 @@ Model-free measurements, on the mean test error over runs at the last step, one 
 `study` adds a stratified run bootstrap (per size and noise, resample the runs with replacement; each
 refit starts from the full-data optimum) and the verdicts of `RULE`:
 
-    double descent appears (per noise)   prominence interval above 0 -> holds; its upper end below
-                                         FLAT (half an error point) -> does not hold; else inconclusive
+    double descent appears (per noise)   prominence interval above FLAT (half an error point) -> holds;
+                                         below FLAT -> does not hold; else inconclusive
     the peak grows with label noise      the difference's interval above 0 -> holds, below 0 -> does not
                                          hold, else inconclusive
     sharper / flatter (between precisions, `compare_sharpness`): the intervals of w do not overlap ->
                                          the one with the smaller w is sharper; else no difference shown;
-                                         inconclusive when either fit has w or k at a bound
+                                         inconclusive when either fit has a parameter at a bound
 
 and two held-out checks of the law: the largest size held out (does the fit predict the second
 descent beyond it?) and the middle noise level held out (does the noise term interpolate?).
@@ -53,11 +53,13 @@ from .validate import HoldoutResult, holdout_largest, holdout_marked
 
 LAW = "unified"
 VARIABLES = ("p", "t", "n", "noise")
+# where a store's runs keep each variable (a classification run's config and curve)
+STORE_COLUMNS = {"p": "n_params", "t": "step", "n": "data.n_train", "noise": "data.label_noise"}
 FLAT = 0.005
 MIN_SIZES = 4
+MIN_RESAMPLES = 20
 RULE = ("double descent appears when the 95% interval of the peak's prominence (its rise over the lower of the "
-        "best errors on either side) lies above 0, and does not when it lies below "
-        f"{FLAT:g}; the peak grows with noise when the interval of prominence(largest noise) - prominence(smallest) "
+        f"best errors on either side) lies above {FLAT:g}, and does not when it lies below it; the peak grows with noise when the interval of prominence(largest noise) - prominence(smallest) "
         "lies above 0, and does not when below; inconclusive otherwise, with fewer than "
         f"{MIN_SIZES} sizes, or an unreliable bootstrap")
 
@@ -144,12 +146,15 @@ class DoubleDescentStudy:
     failed: int
     level: float = 0.95
     samples: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    data: LawData | None = field(default=None, repr=False)  # the points studied (after t_min)
+    runs_per_cell: dict[tuple[float, float], int] = field(default_factory=dict)  # (p, noise) -> runs
 
     @property
     def reliable(self) -> bool:
+        """At least 20 resamples succeeded and at most MAX_FAILED_FRACTION failed."""
         from .bootstrap import MAX_FAILED_FRACTION
 
-        return self.resamples - self.failed >= 20 and self.failed <= MAX_FAILED_FRACTION * self.resamples
+        return self.resamples - self.failed >= MIN_RESAMPLES and self.failed <= MAX_FAILED_FRACTION * self.resamples
 
 
 def _key(z: float) -> str:
@@ -227,7 +232,7 @@ def study(data: LawData, resamples: int = 100, seed: int = 0, level: float = 0.9
     peaks = {z: peak(*curves[z][:2]) for z in noises}
     result = DoubleDescentStudy(data.label, [float(p) for p in sizes], noises, float(data.x["n"].max()), peaks,
                                 point["growth"], fit, holdout_size, holdout_noise, intervals, {}, resamples,
-                                failed, level, arrays)
+                                failed, level, arrays, data, {k: len(v) for k, v in cells.items()})
     result.verdicts = _verdicts(result)
     return result
 
@@ -237,8 +242,11 @@ def _verdicts(s: DoubleDescentStudy) -> dict[str, tuple[str, str]]:
     guard = None
     if len(s.sizes) < MIN_SIZES:
         guard = f"{len(s.sizes)} sizes; a peak needs at least {MIN_SIZES}"
+    elif min(s.runs_per_cell.values()) < 2:
+        guard = "a size and noise level with a single run: the run bootstrap has nothing to resample"
     elif not s.reliable:
-        guard = f"unreliable bootstrap ({s.failed} of {s.resamples} resamples failed)"
+        guard = (f"unreliable bootstrap ({s.failed} of {s.resamples} resamples failed; at least "
+                 f"{MIN_RESAMPLES} must succeed)")
     for z in s.noises:
         key = f"prominence@{_key(z)}"
         lo, hi = s.intervals[key]
@@ -247,7 +255,7 @@ def _verdicts(s: DoubleDescentStudy) -> dict[str, tuple[str, str]]:
             shown += "; the error still rises at the largest size, so a peak may lie beyond it"
         if guard:
             out[f"appears@{_key(z)}"] = ("inconclusive", guard)
-        elif lo > 0:
+        elif lo > FLAT:
             out[f"appears@{_key(z)}"] = ("holds", shown)
         elif hi < FLAT:
             out[f"appears@{_key(z)}"] = ("does not hold", shown)
@@ -267,7 +275,7 @@ def _verdicts(s: DoubleDescentStudy) -> dict[str, tuple[str, str]]:
 def compare_sharpness(a: DoubleDescentStudy, b: DoubleDescentStudy) -> tuple[str, str]:
     """Is `b`'s peak sharper or flatter than `a`'s? By the fitted width w (module docstring)."""
     for s in (a, b):
-        pinned = {k: v for k, v in s.fit.at_bound.items() if k in ("w", "k")}
+        pinned = s.fit.at_bound  # w is read off the whole fit: any pinned parameter leaves it untrusted
         if pinned:
             return "inconclusive", f"{s.label}: {', '.join(f'{k} at its {v} bound' for k, v in pinned.items())}"
         if not s.reliable:
@@ -280,3 +288,21 @@ def compare_sharpness(a: DoubleDescentStudy, b: DoubleDescentStudy) -> tuple[str
     if blo > ahi:
         return "flatter", shown
     return "no difference shown", shown
+
+
+def study_dict(st: DoubleDescentStudy, sharpness: "tuple[str, str] | None" = None) -> dict:
+    """A DoubleDescentStudy as plain JSON values (what `bitscale double-descent --json` writes and the report
+    keeps); `sharpness`: its `compare_sharpness` against the reference precision."""
+    def held(h):
+        return None if h is None else {"mean_abs_relative_error": h.mean_abs_relative_error,
+                                       "max_abs_relative_error": h.max_abs_relative_error}
+    return {
+        "label": st.label, "sizes": st.sizes, "noises": st.noises, "n": st.n,
+        "peaks": {f"{z:g}": {"size": pk.size, "prominence": pk.prominence, "rising_at_end": pk.rising_at_end,
+                             "errors": pk.errors.tolist()} for z, pk in st.peaks.items()},
+        "growth": st.growth, "law": st.fit.law, "params": st.fit.params, "at_bound": st.fit.at_bound,
+        "holdout_largest_size": held(st.holdout_size), "holdout_middle_noise": held(st.holdout_noise),
+        "intervals": {k: list(v) for k, v in st.intervals.items()}, "level": st.level,
+        "verdicts": {k: list(v) for k, v in st.verdicts.items()}, "resamples": st.resamples, "failed": st.failed,
+        "sharpness": None if sharpness is None else list(sharpness),
+    }

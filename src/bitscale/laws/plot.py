@@ -306,3 +306,49 @@ def plot_scale_time(datasets: Sequence[LawData], studies: Sequence[Any], path: s
     path = Path(path).expanduser()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     return path
+
+
+def plot_double_descent(studies: Sequence[Any], path: str | os.PathLike, *, ylabel: str = "test error",
+                        title: str | None = None) -> Path:
+    """One panel per `laws.double_descent.DoubleDescentStudy` (a precision): the mean error at the last
+    step against parameters p, one colour per label-noise level, the runs' min-max as a band, the unified
+    law's fit at that step dashed, and each measured peak ringed."""
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure
+
+    from .double_descent import final_curves
+
+    if not studies:
+        raise LawDataError("plot: no studies to draw")
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(5.2 * len(studies), 3.8))
+    axes = fig.subplots(1, len(studies), squeeze=False, sharey=True)[0]
+    for ax, st in zip(axes, studies):
+        data = st.data
+        t_last = float(data.x["t"].max())
+        for i, (z, (sizes, mean, per)) in enumerate(final_curves(data).items()):
+            color = colors[i % len(colors)]
+            lo = [per[float(p)].min() for p in sizes]
+            hi = [per[float(p)].max() for p in sizes]
+            ax.fill_between(sizes, lo, hi, color=color, alpha=0.15, lw=0)
+            ax.plot(sizes, mean, "o-", color=color, ms=3, lw=1.3, label=f"noise {z:g}")
+            u = np.geomspace(sizes.min(), sizes.max(), 120)
+            x = {"p": u, "t": np.full_like(u, t_last), "n": np.full_like(u, st.n), "noise": np.full_like(u, z)}
+            ax.plot(u, st.fit.predict(x), "--", color=color, lw=1)
+            pk = st.peaks.get(z)
+            if pk is not None and pk.size is not None:
+                ax.plot([pk.size], [pk.errors[pk.index]], "o", mfc="none", mec=color, ms=11)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"parameters p (at step {t_last:,.0f})")
+        ax.grid(True, which="both", alpha=0.25)
+        held = st.holdout_size
+        ax.set_title(f"{st.label}: w = {st.fit.params['w']:.2f}"
+                     + (f"; largest p held out: {held.mean_abs_relative_error:.1%}" if held else ""), fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel(ylabel)
+    if title:
+        fig.suptitle(title + " (dashed: the unified law; rings: measured peaks)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path).expanduser()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    return path

@@ -302,3 +302,16 @@ def _verdict(s: ScaleTimeStudy) -> tuple[str, str]:
     if g_hi < 1 / GAMMA_BAND or g_lo > GAMMA_BAND:
         return "does not hold", shown
     return "inconclusive", shown + " (an interval straddles its limit)"
+
+
+def study_dict(st: ScaleTimeStudy) -> dict:
+    """A ScaleTimeStudy as plain JSON values (what `bitscale scale-time --json` writes and the report keeps)."""
+    pr = st.prediction
+    return {
+        "label": st.label, "verdict": st.verdict, "reason": st.reason, "sizes": st.sizes,
+        "runs_per_size": {f"{p:g}": n for p, n in st.runs_per_size.items()},
+        "ratio": st.collapse.ratio, "spread": st.collapse.spread, "gamma": st.gamma,
+        "prediction_error": None if pr is None else pr.mean_abs_relative_error,
+        "intervals": {k: list(v) for k, v in st.intervals.items()}, "level": st.level,
+        "alpha": st.collapse.joint.params.get("alpha"), "resamples": st.resamples, "failed": st.failed,
+    }

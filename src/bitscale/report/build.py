@@ -13,12 +13,13 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..atomic import atomic_write
 from . import commands, figures, findings, html
 from .collect import ReportError, Slice, SweepData, collect, finite, fmt_value
 from .fits import AUTO, SweepFits, fit_sweep, to_json
+from .boopathy import PAPER as BOOPATHY, boopathy_data
 from .theory import TheoryData, load_theory, untested_claims
 
 SIZE_HELP = "model.width for regression runs, model.d_model for LM runs"
@@ -65,11 +66,11 @@ def _slice_table(sweep: SweepData, s: Slice) -> str:
                        f"gap to {sweep.reference}", "relative", "train loss"], rows, caption, text_columns=(1,))
 
 
-def _claims_table(claims: list[findings.Claim]) -> str:
+def _claims_table(claims: list[findings.Claim], paper: str = findings.PAPER) -> str:
     rows = [[c.claim, c.scope, c.verdict, c.evidence, c.test] for c in claims]
     classes = {(j, 2): html.VERDICT_CLASS[c.verdict] for j, c in enumerate(claims)}
     return html.table(["claim", "for", "verdict", "evidence", "test"], rows,
-                      f"Claims of {findings.PAPER}; the rules are in docs/report.md.",
+                      f"Claims of {paper}; the rules are in docs/report.md.",
                       text_columns=(0, 1, 2, 3, 4), cell_classes=classes)
 
 
@@ -183,9 +184,13 @@ def _plain(v: Any) -> Any:
 
 def build_report(store: str | Path, out: str | Path, *, sweep: str | None = None, by: str = "model.quant",
                  size: str | None = None, reference: str = "fp32", law: str = AUTO, bootstrap: int = 200,
-                 theory: str | Path | None = None) -> ReportResult:
+                 theory: str | Path | None = None, scale_time: Sequence[str] = (),
+                 double_descent: Sequence[str] = (), study_resamples: int | None = None) -> ReportResult:
     """Write out/report.html, out/report.json and the figures for the sweeps of `store`; see the module
-    docstring. ReportError (one line) for any input the user can fix."""
+    docstring. `scale_time` / `double_descent` name the sweeps to study for Boopathy & Fiete's claims
+    (report/boopathy.py), with `study_resamples` run-bootstrap resamples (default: `bootstrap`); the 1-bit
+    paper's claims are not judged on those. ReportError (one line) for
+    any input the user can fix."""
     from ..laws import LawDataError, get_law
 
     store, out = Path(store).expanduser(), Path(out).expanduser()
@@ -200,7 +205,13 @@ def build_report(store: str | Path, out: str | Path, *, sweep: str | None = None
     sweeps = collect(store, sweep=sweep, by=by, size=size, reference=reference)
     out.mkdir(parents=True, exist_ok=True)
     options = {"sweep": sweep, "by": by, "size": size, "reference": reference, "law": law, "bootstrap": bootstrap,
-               "theory": theory}
+               "theory": theory, "scale_time": list(scale_time), "double_descent": list(double_descent),
+               "study_resamples": study_resamples}
+    studied = set(scale_time) | set(double_descent)
+    unknown = sorted(studied - {s.name for s in sweeps})
+    if unknown:
+        raise ReportError(f"--scale-time / --double-descent: no sweep {unknown[0]!r} with done runs in {store} "
+                          f"(have: {', '.join(s.name for s in sweeps)})")
 
     all_claims: list[findings.Claim] = []
     sections, records = [], []
@@ -210,7 +221,7 @@ def build_report(store: str | Path, out: str | Path, *, sweep: str | None = None
             fits = fit_sweep(sw, law, bootstrap)
         except (LawDataError, ValueError) as e:
             fits, fit_error = None, " ".join(str(e).split())
-        claims = findings.sweep_claims(sw, fits)
+        claims = [] if sw.name in studied else findings.sweep_claims(sw, fits)
         all_claims += [findings.Claim(c.claim, f"{sw.name}: {c.scope}", c.verdict, c.evidence, c.test) for c in claims]
         section, record = _sweep_section(sw, fits, claims, out, store, options, fit_error)
         sections.append(section)
@@ -228,10 +239,19 @@ def build_report(store: str | Path, out: str | Path, *, sweep: str | None = None
         body.append(html.code(f"bitscale theory <theory config> --out {commands.quote(theory_data.path)}"))
         sections.append(html.Section("theory", "Theory (NTK study)", body))
 
-    verdict_section = html.Section("verdicts", "The paper's claims: verdicts", [
-        html.paragraph(f"Each claim of {findings.PAPER}, judged on this data by the rule in the test column "
-                       "(docs/report.md). 'not tested by this data' means the data cannot decide it."),
-        _claims_table(all_claims)])
+    boopathy = boopathy_data(store, out, scale_time=scale_time, double_descent=double_descent,
+                             resamples=bootstrap if study_resamples is None else study_resamples)
+    if studied:
+        body = [html.bullets(boopathy.sentences)]
+        for img in boopathy.images:
+            body.append(html.figure(figures.data_uri(img), f"Figure: {img.stem}", img.stem))
+        body.append(html.code("\n".join(boopathy.commands)))
+        sections.append(html.Section("boopathy", f"Scale-time equivalence and double descent ({BOOPATHY})", body))
+
+    verdict_section = html.Section("verdicts", "The papers' claims: verdicts", [
+        html.paragraph(f"Each claim of {findings.PAPER} and of {BOOPATHY}, judged on this data by the rule in the "
+                       "test column (docs/report.md). 'not tested by this data' means the data cannot decide it."),
+        _claims_table(all_claims), _claims_table(boopathy.claims, BOOPATHY)])
     title = f"bitscale report: {store.name}" + (f", sweep {sweep}" if sweep else "")
     intro = [html.paragraph(f"Store {store} — {len(sweeps)} sweep(s): {', '.join(s.name for s in sweeps)}. "
                             "Every number on this page is computed from the store; the figures are embedded.",
@@ -239,10 +259,12 @@ def build_report(store: str | Path, out: str | Path, *, sweep: str | None = None
     page = html.page(title, intro, [verdict_section, *sections])
     data = {"store": str(store), "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()},
             "sweeps": records, "claims": [c.to_dict() for c in all_claims],
+            "boopathy": {"claims": [c.to_dict() for c in boopathy.claims], "sentences": boopathy.sentences,
+                         "studies": boopathy.records, "commands": boopathy.commands},
             "theory": None if theory_data is None else {"path": str(theory_data.path),
                                                         "sentences": theory_data.sentences}}
     json_path, html_path = out / "report.json", out / "report.html"
     text = json.dumps(data, indent=1, allow_nan=False, default=str) + "\n"
     atomic_write(json_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     atomic_write(html_path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
-    return ReportResult(html_path, json_path, data, all_claims)
+    return ReportResult(html_path, json_path, data, all_claims + boopathy.claims)

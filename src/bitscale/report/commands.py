@@ -47,6 +47,7 @@ def fit_command(store: Path, sweep: str, law: str, joint: bool, by: str, n_colum
 def report_command(store: Path, out: Path, options: dict[str, Any]) -> str:
     parts = [f"bitscale report --store {quote(store)} --out {quote(out)}"]
     for flag, value in options.items():
-        if value is not None:
-            parts.append(f"--{flag} {quote(value)}")
+        for v in (value if isinstance(value, list) else [value]):  # a repeatable option: once per value
+            if v is not None:
+                parts.append(f"--{flag.replace('_', '-')} {quote(v)}")
     return " ".join(parts)

@@ -51,6 +51,7 @@ from .fits import SweepFits, holdout_text, interval
 
 HOLDS, FAILS, UNTESTED = "holds", "does not hold", "not tested by this data"
 INCONCLUSIVE = "inconclusive (too noisy)"
+UNDECIDED = "inconclusive"  # a rule that cannot decide for a reason given in the evidence (a fit at a bound, ...)
 MAX_HOLDOUT_ERROR = 0.05
 GAP_BOUND = 0.05     # a vanished gap: shown to be below 5% of the reference loss
 MIN_TOKENS_PER_PARAM = 10   # an LM trained on fewer tokens per parameter is far from converged (Chinchilla: 20)

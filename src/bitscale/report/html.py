@@ -38,7 +38,7 @@ ul.findings li { margin: .25em 0; }
 """
 
 VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "not tested by this data": "untested",
-                 "inconclusive (too noisy)": "inconclusive"}
+                 "inconclusive (too noisy)": "inconclusive", "inconclusive": "inconclusive"}
 
 
 def esc(text: object) -> str:
