@@ -45,16 +45,16 @@ class DemoPlan:
     # the scale-time CNN: channels, seeds, steps; the double-descent MLP: hidden units, label noise, seeds,
     # steps, training samples
     st_widths: tuple[int, ...] = (8, 16, 32)
-    st_seeds: tuple[int, ...] = (0, 1, 2)
-    st_steps: int = 1000
-    dd_widths: tuple[int, ...] = (8, 32, 128, 512, 2048)
+    st_seeds: tuple[int, ...] = (0, 1)
+    st_steps: int = 300
+    dd_widths: tuple[int, ...] = (16, 64, 256, 1024)
     dd_noises: tuple[float, ...] = (0.0, 0.2)
     dd_seeds: tuple[int, ...] = (0, 1)
-    dd_steps: int = 2000
-    dd_n_train: int = 1000
+    dd_steps: int = 600
+    dd_n_train: int = 500
     theory: dict[str, Any] = field(default_factory=dict)  # TheoryConfig fields
     bootstrap: int = 200
-    study_resamples: int = 50  # run-bootstrap resamples of the scale-time and double-descent studies
+    study_resamples: int = 20  # run-bootstrap resamples of the scale-time and double-descent studies
 
 
 FULL = DemoPlan(
@@ -70,7 +70,7 @@ QUICK = DemoPlan(
     theory={"widths": [64, 256, 1024], "seeds": [0, 1], "n_train": 64, "n_test": 256, "steps": 100,
             "every": 50, "kappas": [1.0], "kappa_width": 256, "ntk_widths": [256, 1024], "ntk_points": 16,
             "targets": [{"function": "teacher", "d": 128}]},
-    bootstrap=100, st_seeds=(0, 1), st_steps=400, dd_widths=(8, 32, 128, 512), dd_steps=1000, study_resamples=30,
+    bootstrap=100, st_steps=200, dd_widths=(8, 32, 128, 512), dd_steps=400,
 )
 
 

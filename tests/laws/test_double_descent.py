@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bitscale.laws import LawData, LawDataError
-from bitscale.laws.double_descent import compare_sharpness, peak, study, threshold_pt
+from bitscale.laws.double_descent import compare_sharpness, data_exponent, peak, study, threshold_pt
 from bitscale.laws.fit import fit_law
 from bitscale.laws.forms import get_law, to_tensors
 
@@ -80,3 +80,16 @@ def test_study_needs_the_four_variables_and_runs():
         study(LawData({k: v for k, v in data.x.items() if k != "noise"}, data.loss, data.groups), resamples=0)
     with pytest.raises(LawDataError, match="groups"):
         study(LawData(data.x, data.loss), resamples=0)
+
+
+def test_data_exponent_reads_how_the_data_needed_falls_with_size():
+    # L = 0.1 + (p^0.5 * n)^-0.4: the n that reaches a loss goes as p^-0.5, so delta = 0.5
+    sizes, ns = np.array([1e3, 4e3, 1.6e4, 6.4e4]), np.geomspace(250, 4000, 5)
+    P, N = (a.ravel() for a in np.meshgrid(sizes, ns, indexing="ij"))
+    loss = 0.1 + (np.sqrt(P) * N) ** -0.4
+    x = {"p": P, "t": np.full_like(P, 4000.0), "n": N, "noise": np.zeros_like(P)}
+    runs = np.array([f"{p:g}/{n:g}" for p, n in zip(P, N)])
+    assert data_exponent(LawData(x, loss, runs)) == pytest.approx(0.5, abs=0.02)
+    # a size that buys nothing: delta = 0
+    flat = 0.1 + N ** -0.4
+    assert data_exponent(LawData(x, flat, runs)) == pytest.approx(0.0, abs=1e-9)

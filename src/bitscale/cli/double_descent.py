@@ -75,7 +75,8 @@ def double_descent_command(
     console.print(table)
     law = Table(box=box.SIMPLE_HEAD, title="the unified law (ours; laws/double_descent.py)")
     for col in ("precision", "peak grows with noise", "w (peak width)", "peak p·t", "held out: largest p",
-                "held out: middle noise", "at a bound", "sharpness vs " + reference.label.split("=", 1)[-1]):
+                "held out: middle noise", "at a bound", "sharpness vs " + reference.label.split("=", 1)[-1],
+                "less data: delta"):
         law.add_column(col)
     for st in studies:
         w_lo, w_hi = st.intervals["w"]
@@ -86,7 +87,9 @@ def double_descent_command(
                     "-" if st.holdout_size is None else f"{st.holdout_size.mean_abs_relative_error:.1%}",
                     "-" if st.holdout_noise is None else f"{st.holdout_noise.mean_abs_relative_error:.1%}",
                     ", ".join(f"{k} ({v})" for k, v in st.fit.at_bound.items()) or "none",
-                    sharpness.get(st.label, ("reference", ""))[0])
+                    sharpness.get(st.label, ("reference", ""))[0],
+                    "-" if st.delta is None else f"{st.delta:.2f} [{st.intervals['delta'][0]:.2f}, "
+                    f"{st.intervals['delta'][1]:.2f}]: {st.verdicts['less_data'][0]}")
     console.print(law)
     console.print(f"rule: {RULE}", highlight=False, soft_wrap=True)
     for st in studies:

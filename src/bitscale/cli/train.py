@@ -71,7 +71,8 @@ def demo_command(
     quick: bool = typer.Option(False, "--quick", help="fewer steps and a smaller theory study: about a minute"),
     out: Path = typer.Option(Path("runs/demo"), help="where the store, sweep files, theory outputs and report go"),
 ) -> None:
-    """The 1-bit scaling study end to end: width sweep, LM sweep, theory, fits and an HTML report."""
+    """The 1-bit scaling study end to end: width sweep, LM sweep, MNIST-1D scale-time and double-descent
+    sweeps, theory, fits and an HTML report."""
     from ..atomic import check_directory_target
     from ..main_job import FULL, QUICK, run_main_job
     from ..report import ReportError
@@ -82,7 +83,9 @@ def demo_command(
     console.print(
         f"TwoLayerNet {', '.join(plan.quants)}: {len(plan.widths)} widths x {len(plan.seeds)} seeds x 2 targets, "
         f"{plan.steps} full-batch GD steps | decoder LM {len(plan.lm_sizes)} sizes x fp32/bitnet-b1.58 x "
-        f"{len(plan.lm_seeds)} seeds, {plan.lm_steps} steps | theory study | report -> {out}/report/report.html"
+        f"{len(plan.lm_seeds)} seeds, {plan.lm_steps} steps | MNIST-1D CNN {len(plan.st_widths)} widths x "
+        f"{plan.st_steps} steps and MLP {len(plan.dd_widths)} widths x label noise "
+        f"{'/'.join(f'{z:g}' for z in plan.dd_noises)}, fp32/bitnet | theory study | report -> {out}/report/report.html"
     )
     with progress_bar() as progress:
         bars: dict[str, int] = {}

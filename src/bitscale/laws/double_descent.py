@@ -24,6 +24,9 @@ Model-free measurements, on the mean test error over runs at the last step, one 
   the peak is the size of largest prominence, and a curve with no interior rise has prominence 0 (no
   double descent). A curve that still rises at its largest size is flagged: its peak may lie beyond.
 - growth with noise: the prominence at the largest noise minus that at the smallest.
+- with several training-set sizes n (peaks are then read at the largest): `data_exponent` delta, the n
+  needed to reach an error going as p^-delta at the lowest noise; larger models need less data when
+  delta > 0 (the paper's "reduced data requirements for generalization in larger models").
 
 `study` adds a stratified run bootstrap (per size and noise, resample the runs with replacement; each
 refit starts from the full-data optimum) and the verdicts of `RULE`:
@@ -32,6 +35,8 @@ refit starts from the full-data optimum) and the verdicts of `RULE`:
                                          below FLAT -> does not hold; else inconclusive
     the peak grows with label noise      the difference's interval above 0 -> holds, below 0 -> does not
                                          hold, else inconclusive
+    larger models need less data         delta's interval above 0 -> holds, below 0 -> does not hold,
+                                         else (or with no error level every size reaches) inconclusive
     sharper / flatter (between precisions, `compare_sharpness`): the intervals of w do not overlap ->
                                          the one with the smaller w is sharper; else no difference shown;
                                          inconclusive when either fit has a parameter at a bound
@@ -92,7 +97,9 @@ def peak(sizes: np.ndarray, errors: np.ndarray) -> Peak:
 
 
 def final_curves(data: LawData) -> dict[float, tuple[np.ndarray, np.ndarray, dict[float, np.ndarray]]]:
-    """noise -> (sizes, mean error at the last step over runs, size -> that step's per-run errors)."""
+    """noise -> (sizes, mean error at the last step over runs, size -> that step's per-run errors), at the
+    largest training set of the data."""
+    data = data.subset(data.x["n"] == data.x["n"].max())
     out = {}
     for z in np.unique(data.x["noise"]):
         at = data.x["noise"] == z
@@ -102,6 +109,22 @@ def final_curves(data: LawData) -> dict[float, tuple[np.ndarray, np.ndarray, dic
         per = {float(p): data.loss[at & (data.x["p"] == p)] for p in sizes}
         out[float(z)] = (sizes, np.array([per[float(p)].mean() for p in sizes]), per)
     return out
+
+
+def data_exponent(data: LawData) -> float:
+    """delta: the training set needed to reach an error goes as p^-delta (larger models need less data
+    when delta > 0). Read at the last step of each run at the lowest noise, like the exchange exponent of
+    `laws.scale_time` with n for t: for error levels every size reaches, the n at which each size's mean
+    error over n falls to the level (log-log interpolation), and minus the slope of log n on log p."""
+    from .scale_time import exchange_exponent
+
+    at = data.x["noise"] == data.x["noise"].min()
+    keep = np.zeros(data.n, dtype=bool)
+    for run in np.unique(data.groups[at]):
+        mine = at & (data.groups == run)
+        keep |= mine & (data.x["t"] == data.x["t"][mine].max())
+    return exchange_exponent(LawData({"p": data.x["p"][keep], "t": data.x["n"][keep]}, data.loss[keep],
+                                     data.groups[keep], data.label))
 
 
 def threshold_pt(fit: FitResult, n: float) -> float:
@@ -147,7 +170,8 @@ class DoubleDescentStudy:
     level: float = 0.95
     samples: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     data: LawData | None = field(default=None, repr=False)  # the points studied (after t_min)
-    runs_per_cell: dict[tuple[float, float], int] = field(default_factory=dict)  # (p, noise) -> runs
+    runs_per_cell: dict[tuple[float, float, float], int] = field(default_factory=dict)  # (p, noise, n) -> runs
+    delta: float | None = None  # data_exponent, when the data hold several n
 
     @property
     def reliable(self) -> bool:
@@ -170,6 +194,8 @@ def _measures(data: LawData, fit: FitResult | None, start: FitResult | None) -> 
         fit = fit_law(LAW, data, grid={k: [v] for k, v in start.theta.items()}, n_polish=0, min_keep=1)
     values["w"] = fit.params["w"]
     values["threshold_pt"] = threshold_pt(fit, float(data.x["n"].max()))
+    if len(np.unique(data.x["n"])) >= 2:
+        values["delta"] = data_exponent(data)  # nan when no error level is reached by every size
     return values
 
 
@@ -200,12 +226,14 @@ def study(data: LawData, resamples: int = 100, seed: int = 0, level: float = 0.9
         marked = LawData(data.x, data.loss, data.groups, data.label, held_out=middle)
         holdout_noise = holdout_marked(LAW, marked, **_starts(data.subset(~middle), fit_options))
 
-    cells: dict[tuple[float, float], dict] = {}
+    cells: dict[tuple[float, float, float], dict] = {}
     for p in sizes:
         for z in noises:
-            at = (data.x["p"] == p) & (data.x["noise"] == z)
-            runs = np.unique(data.groups[at])
-            cells[(float(p), z)] = {r: np.flatnonzero(at & (data.groups == r)) for r in runs}
+            for n in np.unique(data.x["n"]):
+                at = (data.x["p"] == p) & (data.x["noise"] == z) & (data.x["n"] == n)
+                runs = np.unique(data.groups[at])
+                if len(runs):
+                    cells[(float(p), z, float(n))] = {r: np.flatnonzero(at & (data.groups == r)) for r in runs}
     rng = np.random.default_rng(seed)
     samples: dict[str, list[float]] = {k: [] for k in point}
     failed = 0
@@ -215,13 +243,14 @@ def study(data: LawData, resamples: int = 100, seed: int = 0, level: float = 0.9
         sample = LawData({k: v[idx] for k, v in data.x.items()}, data.loss[idx], data.groups[idx], data.label)
         try:
             values = _measures(sample, None, fit)
-            if not all(math.isfinite(v) for v in values.values()):
+            if not all(math.isfinite(v) for k, v in values.items() if k != "delta"):
                 raise ValueError("non-finite")
         except (ValueError, RuntimeError, LawDataError):
             failed += 1
         else:
             for k, v in values.items():
-                samples[k].append(v)
+                if math.isfinite(v):  # delta is nan where no error level is common: counted in the verdict
+                    samples[k].append(v)
         if progress is not None:
             progress(b + 1, resamples)
     q = ((1 - level) / 2, (1 + level) / 2)
@@ -232,7 +261,8 @@ def study(data: LawData, resamples: int = 100, seed: int = 0, level: float = 0.9
     peaks = {z: peak(*curves[z][:2]) for z in noises}
     result = DoubleDescentStudy(data.label, [float(p) for p in sizes], noises, float(data.x["n"].max()), peaks,
                                 point["growth"], fit, holdout_size, holdout_noise, intervals, {}, resamples,
-                                failed, level, arrays, data, {k: len(v) for k, v in cells.items()})
+                                failed, level, arrays, data, {k: len(v) for k, v in cells.items()},
+                                point.get("delta"))
     result.verdicts = _verdicts(result)
     return result
 
@@ -269,6 +299,15 @@ def _verdicts(s: DoubleDescentStudy) -> dict[str, tuple[str, str]]:
                  f"{s.peaks[s.noises[0]].prominence:.3f} at {s.noises[0]:g}: difference {s.growth:.3f} [{lo:.3f}, {hi:.3f}]")
         out["grows"] = (("inconclusive", guard) if guard else ("holds", shown) if lo > 0
                         else ("does not hold", shown) if hi < 0 else ("inconclusive", shown))
+    if s.delta is not None:
+        lo, hi = s.intervals.get("delta", (math.nan, math.nan))
+        shown = f"n* ∝ p^-delta: delta = {s.delta:.2f} [{lo:.2f}, {hi:.2f}]"
+        common = math.isfinite(s.delta) and len(s.samples.get("delta", ())) >= 0.8 * (s.resamples - s.failed)
+        out["less_data"] = (("inconclusive", guard) if guard else
+                            ("inconclusive", "no error level is reached by every size (in the data or in over 20% "
+                             "of the resamples)") if not common else
+                            ("holds", shown) if lo > 0 else ("does not hold", shown) if hi < 0
+                            else ("inconclusive", shown))
     return out
 
 
@@ -304,5 +343,5 @@ def study_dict(st: DoubleDescentStudy, sharpness: "tuple[str, str] | None" = Non
         "holdout_largest_size": held(st.holdout_size), "holdout_middle_noise": held(st.holdout_noise),
         "intervals": {k: list(v) for k, v in st.intervals.items()}, "level": st.level,
         "verdicts": {k: list(v) for k, v in st.verdicts.items()}, "resamples": st.resamples, "failed": st.failed,
-        "sharpness": None if sharpness is None else list(sharpness),
+        "sharpness": None if sharpness is None else list(sharpness), "delta": st.delta,
     }

@@ -14,7 +14,8 @@ Rules (docs/report.md gives them in full):
 - one law of size, time, data and noise describes the curves: both held-out errors of the unified law
   (largest size; middle noise level) at most PREDICT_LIMIT with no parameter at a bound -> holds; a
   parameter at a bound -> inconclusive; otherwise does not hold;
-- larger models need less data: not tested unless a study varies data.n_train (none does yet).
+- larger models need less data: the double-descent study's delta (n* ∝ p^-delta) where the sweep varies
+  data.n_train: its interval above 0 -> holds, below 0 -> does not hold; not tested otherwise.
 """
 
 from __future__ import annotations
@@ -66,6 +67,20 @@ def _datasets(store: Path, sweep: str, variables: dict[str, str]) -> tuple[str, 
         raise ReportError(f"sweep {sweep!r}: {' '.join(str(e).split())}") from None
 
 
+def _json(value: Any) -> Any:
+    """JSON-able copy of a study record: numpy numbers as Python ones, NaN and inf as None (the page's
+    JSON is strict)."""
+    if isinstance(value, dict):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _pct(lo: float, hi: float) -> str:
     return f"[{lo:.1%}, {hi:.1%}]"
 
@@ -83,7 +98,7 @@ def _scale_time(store: Path, sweep: str, out: Path, resamples: int, data: Boopat
     png = out / f"scale-time-{sweep}.png"
     plot_scale_time([d.subset(d.x["t"] >= t_min) for d in datasets], studies, png, ylabel=f"test {metric}", title=sweep)
     data.images.append(png)
-    data.records[f"scale-time:{sweep}"] = [study_dict(s) for s in studies]
+    data.records[f"scale-time:{sweep}"] = _json([study_dict(s) for s in studies])
     data.commands.append(f"bitscale scale-time --store {store} --sweep {sweep} --metric {metric} --t-min {t_min:g} "
                          f"--resamples {resamples}")
     for s in studies:
@@ -124,7 +139,7 @@ def _double_descent(store: Path, sweep: str, out: Path, resamples: int, data: Bo
     data.images.append(png)
     reference = next((s for s in studies if s.label.endswith("=fp32")), studies[0])
     sharp = {s.label: compare_sharpness(reference, s) for s in studies if s is not reference}
-    data.records[f"double-descent:{sweep}"] = [study_dict(s, sharp.get(s.label)) for s in studies]
+    data.records[f"double-descent:{sweep}"] = _json([study_dict(s, sharp.get(s.label)) for s in studies])
     data.commands.append(f"bitscale double-descent --store {store} --sweep {sweep} --metric {metric} "
                          f"--resamples {resamples}")
     ns = {len(set(d.x["n"])) for d in datasets}
@@ -157,6 +172,11 @@ def _double_descent(store: Path, sweep: str, out: Path, resamples: int, data: Bo
     for label, (verdict, reason) in sharp.items():
         data.sentences.append(f"{sweep}: the {label.split('=', 1)[-1]} peak against "
                               f"{reference.label.split('=', 1)[-1]}'s: {verdict} ({reason}).")
+    for s in studies:
+        if "less_data" in s.verdicts:
+            verdict, reason = s.verdicts["less_data"]
+            data.claims.append(Claim(CLAIM_DATA, f"{sweep}: {s.label.split('=', 1)[-1]}", VERDICTS[verdict], reason,
+                                     "the interval of delta (n* ∝ p^-delta) above 0 → holds; below 0 → does not hold"))
     if ns == {1}:
         data.claims.append(Claim(CLAIM_DATA, sweep, UNTESTED, "every run of the sweep has one training-set size",
                                  "needs a study that varies data.n_train"))

@@ -216,11 +216,14 @@ def build_report(store: str | Path, out: str | Path, *, sweep: str | None = None
     all_claims: list[findings.Claim] = []
     sections, records = [], []
     for sw in sweeps:
-        fit_error = None
-        try:
-            fits = fit_sweep(sw, law, bootstrap)
-        except (LawDataError, ValueError) as e:
-            fits, fit_error = None, " ".join(str(e).split())
+        fits, fit_error = None, None
+        if sw.name in studied:  # its laws are the study's (scale-time, unified), in the Boopathy section
+            fit_error = "this sweep is a scale-time or double-descent study; its fits are in that section"
+        else:
+            try:
+                fits = fit_sweep(sw, law, bootstrap)
+            except (LawDataError, ValueError) as e:
+                fit_error = " ".join(str(e).split())
         claims = [] if sw.name in studied else findings.sweep_claims(sw, fits)
         all_claims += [findings.Claim(c.claim, f"{sw.name}: {c.scope}", c.verdict, c.evidence, c.test) for c in claims]
         section, record = _sweep_section(sw, fits, claims, out, store, options, fit_error)
