@@ -28,7 +28,7 @@ Model-free measurements, on the mean test error over runs at the last step, one 
   needed to reach an error going as p^-delta at the lowest noise; larger models need less data when
   delta > 0 (the paper's "reduced data requirements for generalization in larger models").
 
-`study` adds a stratified run bootstrap (per size and noise, resample the runs with replacement; each
+`study` adds a stratified run bootstrap (per size, noise and n, resample the runs with replacement; each
 refit starts from the full-data optimum) and the verdicts of `RULE`:
 
     double descent appears (per noise)   prominence interval above FLAT (half an error point) -> holds;

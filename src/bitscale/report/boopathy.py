@@ -1,7 +1,8 @@
 """The claims of Boopathy & Fiete 2024 ("Unified Neural Network Scaling Laws and Scale-time Equivalence",
 arXiv 2409.05782) as verdicts, from the sweeps of a store named as scale-time or double-descent studies.
 
-    section = boopathy_section(store, out, scale_time=["demo-scale-time"], double_descent=["demo-dd"])
+    data = boopathy_data(store, out, scale_time=["demo-scale-time"], double_descent=["demo-double-descent"])
+    data.claims, data.sentences, data.images   # verdicts, findings, the PNGs written into out
 
 Rules (docs/report.md gives them in full):
 - size and time are equivalent: `laws.scale_time.study`'s verdict per precision (its RULE);
