@@ -24,12 +24,12 @@ import argparse
 import platform
 import random
 import statistics
-import time
 
 import torch
 import torch.nn as nn
 
 from bitscale.nn import BitConv1d, BitConv2d
+from qat_overhead import step_time  # one training step's wall time, the same timer as the linear benchmark
 
 
 def cpu_name() -> str:
@@ -41,14 +41,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def step_time(layer: nn.Module, x: torch.Tensor) -> float:
-    x.grad = None
-    layer.zero_grad(set_to_none=True)
-    start = time.perf_counter()
-    layer(x).sum().backward()
-    return time.perf_counter() - start
 
 
 def compare(title: str, dense: nn.Module, bit_cls, presets: list[str], x: torch.Tensor, repeats: int) -> None:

@@ -16,3 +16,17 @@ def cli(capsys, monkeypatch):
         return exit_.value.code or 0, out, err
 
     return invoke
+
+
+def train_sweeps(store, *sweep_texts):
+    """Write each sweep file (TOML text) beside `store` and train it into the store with the serial
+    executor; returns the store. The tiny real sweeps of the study command and report tests."""
+    from bitscale.sweep.executors import SerialExecutor
+    from bitscale.sweep.runner import run_sweep
+    from bitscale.sweep.spec import load_sweep
+
+    for i, text in enumerate(sweep_texts):
+        path = store.parent / f"sweep-{i}.toml"
+        path.write_text(text)
+        run_sweep(*load_sweep(path), store, SerialExecutor())
+    return store

@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from conftest import train_sweeps
+
 SWEEP = """
 name = "dd-tiny"
 kind = "classification"
@@ -21,15 +23,7 @@ seed = [0, 1]
 
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
-    from bitscale.sweep.executors import SerialExecutor
-    from bitscale.sweep.runner import run_sweep
-    from bitscale.sweep.spec import load_sweep
-
-    root = tmp_path_factory.mktemp("dd")
-    (root / "sweep.toml").write_text(SWEEP)
-    store = root / "runs.db"
-    run_sweep(*load_sweep(root / "sweep.toml"), store, SerialExecutor())
-    return store
+    return train_sweeps(tmp_path_factory.mktemp("dd") / "runs.db", SWEEP)
 
 
 def test_double_descent_command_writes_a_study_per_precision(cli, tiny_store, tmp_path):

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from conftest import train_sweeps
+
 SWEEP = """
 name = "st-tiny"
 kind = "classification"
@@ -19,15 +21,7 @@ seed = [0, 1]
 
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
-    from bitscale.sweep.executors import SerialExecutor
-    from bitscale.sweep.runner import run_sweep
-    from bitscale.sweep.spec import load_sweep
-
-    root = tmp_path_factory.mktemp("st")
-    (root / "sweep.toml").write_text(SWEEP)
-    store = root / "runs.db"
-    run_sweep(*load_sweep(root / "sweep.toml"), store, SerialExecutor())
-    return store
+    return train_sweeps(tmp_path_factory.mktemp("st") / "runs.db", SWEEP)
 
 
 def test_the_store_holds_error_curves_beside_the_loss(tiny_store):

@@ -2,6 +2,7 @@
 paper claims, an unnamed store gets them all "not tested", and a wrong name is one line."""
 
 import pytest
+from conftest import train_sweeps
 
 from bitscale.report import ReportError, build_report
 from bitscale.report.boopathy import CLAIM_DATA, CLAIM_DD, CLAIM_EQUIV, CLAIM_LAW, CLAIM_NOISE, CLAIM_PREDICT
@@ -39,16 +40,7 @@ seed = [0, 1]
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from bitscale.sweep.executors import SerialExecutor
-    from bitscale.sweep.runner import run_sweep
-    from bitscale.sweep.spec import load_sweep
-
-    root = tmp_path_factory.mktemp("boopathy")
-    path = root / "runs.db"
-    for name, text in SWEEPS.items():
-        (root / f"{name}.toml").write_text(text)
-        run_sweep(*load_sweep(root / f"{name}.toml"), path, SerialExecutor())
-    return path
+    return train_sweeps(tmp_path_factory.mktemp("boopathy") / "runs.db", *SWEEPS.values())
 
 
 def test_named_sweeps_get_the_papers_claims(store, tmp_path):

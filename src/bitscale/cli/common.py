@@ -103,3 +103,38 @@ def progress_bar_with_failures() -> Progress:
 
 
 DEFAULT_STORE = Path("runs/bitscale.db")
+
+
+def curve_studies(title: str, study, *, store: Path, sweep, by: str, split: str, metric: str,
+                  variables: dict, t_min: float, resamples: int, seed: int, outputs) -> list:
+    """What `bitscale scale-time` and `bitscale double-descent` share: check the options and outputs,
+    read the store's curves (one LawData per value of `by`) and run `study(data, resamples=, seed=,
+    t_min=, progress=)` on each under a progress bar. Returns the studies; user mistakes exit via fail()."""
+    from ..atomic import check_output
+    from ..laws import LawDataError, from_store
+    from ..sweep.store import StoreError
+    from .fit import MAX_BOOTSTRAP, check_count, check_positive_float
+
+    check_count("--resamples", resamples, 0, MAX_BOOTSTRAP)
+    check_positive_float("--t-min", t_min)
+    for out in outputs:
+        if out is not None:
+            check_output(out, inputs=[store])
+    if not store.exists():
+        fail(f"{store}: no such store")
+    try:
+        datasets = from_store(store, sweep=sweep, by=by, split=split, curves=True, metric=metric,
+                              variables=variables)
+    except (LawDataError, ValueError, StoreError) as e:
+        fail(" ".join(str(e).split()))
+    studies = []
+    with progress_bar() as bar:
+        for data in datasets:
+            task = bar.add_task(f"{title} {data.label}", total=max(resamples, 1))
+            try:
+                studies.append(study(data, resamples=resamples, seed=seed, t_min=t_min,
+                                     progress=lambda done, total: bar.update(task, completed=done)))
+            except (LawDataError, ValueError, RuntimeError) as e:
+                fail(f"{data.label}: {' '.join(str(e).split())}")
+            bar.update(task, completed=max(resamples, 1))
+    return studies

@@ -15,8 +15,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from .common import DEFAULT_STORE, app, console, fail, progress_bar
-from .fit import MAX_BOOTSTRAP, check_count, check_positive_float
+from .common import DEFAULT_STORE, app, console, curve_studies
 
 @app.command("double-descent")
 def double_descent_command(
@@ -32,35 +31,13 @@ def double_descent_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the measurements and verdicts as JSON"),
 ) -> None:
     """Double descent per precision: peak and its growth with label noise, the unified law, verdicts."""
-    from ..atomic import atomic_write_json, check_output
-    from ..laws import LawDataError, from_store
+    from ..atomic import atomic_write_json
     from ..laws.double_descent import RULE, STORE_COLUMNS, compare_sharpness, study, study_dict, threshold_pt
     from ..laws.plot import plot_double_descent
-    from ..sweep.store import StoreError
 
-    check_count("--resamples", resamples, 0, MAX_BOOTSTRAP)
-    check_positive_float("--t-min", t_min)
-    for out in (plot, json_out):
-        if out is not None:
-            check_output(out, inputs=[store])
-    if not store.exists():
-        fail(f"{store}: no such store")
-    try:
-        datasets = from_store(store, sweep=sweep, by=by, split=split, curves=True, metric=metric,
-                              variables=STORE_COLUMNS)
-    except (LawDataError, ValueError, StoreError) as e:
-        fail(" ".join(str(e).split()))
-    studies = []
-    with progress_bar() as bar:
-        for data in datasets:
-            task = bar.add_task(f"double descent {data.label}", total=max(resamples, 1))
-            try:
-                st = study(data, resamples=resamples, seed=seed, t_min=t_min,
-                           progress=lambda done, total: bar.update(task, completed=done))
-            except (LawDataError, ValueError, RuntimeError) as e:
-                fail(f"{data.label}: {' '.join(str(e).split())}")
-            bar.update(task, completed=max(resamples, 1))
-            studies.append(st)
+    studies = curve_studies("double descent", study, store=store, sweep=sweep, by=by, split=split, metric=metric,
+                            variables=STORE_COLUMNS, t_min=t_min, resamples=resamples, seed=seed,
+                            outputs=(plot, json_out))
     reference = next((s for s in studies if s.label.endswith("=fp32")), studies[0])
     sharpness = {s.label: compare_sharpness(reference, s) for s in studies if s is not reference}
 

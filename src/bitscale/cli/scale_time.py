@@ -15,8 +15,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from .common import DEFAULT_STORE, app, console, fail, progress_bar
-from .fit import MAX_BOOTSTRAP, check_count, check_positive_float
+from .common import DEFAULT_STORE, app, console, curve_studies
 
 
 @app.command("scale-time")
@@ -33,35 +32,14 @@ def scale_time_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the measurements and verdicts as JSON"),
 ) -> None:
     """Scale-time equivalence per precision: collapse on p·t, small-to-large prediction, verdict."""
-    from ..atomic import atomic_write_json, check_output
-    from ..laws import LawDataError, from_store
+    from ..atomic import atomic_write_json
     from ..laws.plot import plot_scale_time
     from ..laws.scale_time import RULE, study, study_dict
-    from ..sweep.store import StoreError
 
-    check_count("--resamples", resamples, 0, MAX_BOOTSTRAP)
-    check_positive_float("--t-min", t_min)
-    for out in (plot, json_out):
-        if out is not None:
-            check_output(out, inputs=[store])
-    if not store.exists():
-        fail(f"{store}: no such store")
-    try:
-        datasets = from_store(store, sweep=sweep, by=by, split=split, curves=True, metric=metric,
-                              variables={"p": "n_params", "t": "step"})
-    except (LawDataError, ValueError, StoreError) as e:
-        fail(" ".join(str(e).split()))
-    studies = []
-    with progress_bar() as bar:
-        for data in datasets:
-            task = bar.add_task(f"scale-time {data.label}", total=max(resamples, 1))
-            try:
-                st = study(data, resamples=resamples, seed=seed, t_min=t_min,
-                           progress=lambda done, total: bar.update(task, completed=done))
-            except (LawDataError, ValueError, RuntimeError) as e:
-                fail(f"{data.label}: {' '.join(str(e).split())}")
-            bar.update(task, completed=max(resamples, 1))
-            studies.append((data.subset(data.x["t"] >= t_min), st))
+    found = curve_studies("scale-time", study, store=store, sweep=sweep, by=by, split=split, metric=metric,
+                          variables={"p": "n_params", "t": "step"}, t_min=t_min, resamples=resamples, seed=seed,
+                          outputs=(plot, json_out))
+    studies = [(st.data, st) for st in found]
     table = Table(box=box.SIMPLE_HEAD, title=f"scale-time equivalence ({split} {metric}, t >= {t_min:g})")
     for col in ("precision" if by == "model.quant" else by, "sizes", "runs", "gamma", "collapse ratio", "spread",
                 "predict largest", "verdict"):

@@ -205,6 +205,7 @@ class ScaleTimeStudy:
     reason: str
     level: float = 0.95
     samples: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    data: LawData | None = field(default=None, repr=False)  # the points studied (after t_min)
 
     @property
     def reliable(self) -> bool:
@@ -269,7 +270,8 @@ def study(data: LawData, resamples: int = 200, seed: int = 0, level: float = 0.9
     intervals = {n: tuple(float(x) for x in np.quantile(a, q)) if len(a) >= 2 else (float("nan"), float("nan"))
                  for n, a in arrays.items()}
     result = ScaleTimeStudy(data.label, [float(p) for p in sizes], {p: len(r) for p, r in runs.items()}, point,
-                            prediction, exchange_exponent(data), intervals, resamples, failed, "", "", level, arrays)
+                            prediction, exchange_exponent(data), intervals, resamples, failed, "", "", level, arrays,
+                            data)
     result.verdict, result.reason = _verdict(result)
     return result
 

@@ -97,7 +97,7 @@ def _scale_time(store: Path, sweep: str, out: Path, resamples: int, data: Boopat
     except ValueError as e:
         raise ReportError(f"sweep {sweep!r}: {' '.join(str(e).split())}") from None
     png = out / f"scale-time-{sweep}.png"
-    plot_scale_time([d.subset(d.x["t"] >= t_min) for d in datasets], studies, png, ylabel=f"test {metric}", title=sweep)
+    plot_scale_time([s.data for s in studies], studies, png, ylabel=f"test {metric}", title=sweep)
     data.images.append(png)
     data.records[f"scale-time:{sweep}"] = _json([study_dict(s) for s in studies])
     data.commands.append(f"bitscale scale-time --store {store} --sweep {sweep} --metric {metric} --t-min {t_min:g} "
